@@ -1,0 +1,28 @@
+# Two commands for users: `make demo` and `make test`. Both (re)create .venv idempotently.
+PY ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.installed
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo test lint bench clean-venv
+
+install: $(STAMP)
+
+# The stamp depends on pyproject.toml and this script, so a second `make install` on a ready
+# venv is a no-op (seconds); editing dependencies triggers a refresh.
+$(STAMP): pyproject.toml tools/install_venv.sh
+	PY=$(PY) VENV=$(VENV) bash tools/install_venv.sh
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/nemo-r1 demo
+
+test: install
+	$(VENV)/bin/ruff check nemo_r1 launchers tools tests
+	$(VENV)/bin/python -m pytest -q -ra --timeout=1200 tests
+
+lint: install
+	$(VENV)/bin/ruff check nemo_r1 launchers tools tests
+
+clean-venv:
+	rm -rf $(VENV)
