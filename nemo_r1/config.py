@@ -1,0 +1,359 @@
+"""One typed config tree for every command: dataclasses, loaded from YAML, overridden on the CLI.
+
+Why OmegaConf structured configs: they give type checking and merging for free; what they lack
+is errors a user can act on, so `load_config` adds the file, the line and the closest valid key.
+The schema (defaults, docs) lives only here; call sites read attributes, never `.get(key, default)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+@dataclass
+class ModelConfig:
+    path: str = "embedded:smollm2"
+    """HF checkpoint dir, Megatron checkpoint dir, or `embedded:smollm2` (the bundled default)."""
+    dtype: str = "float32"
+    """Training/rollout dtype; float32 on CPU (bf16 logprobs are far off there), bfloat16 on GPU."""
+
+
+@dataclass
+class ParallelConfig:
+    tensor: int = 1
+    """Tensor-parallel size (must divide the number of KV heads)."""
+    pipeline: int = 1
+    """Pipeline-parallel size (must divide the number of layers)."""
+    sequence_parallel: bool = False
+    """Megatron sequence parallelism (GPU, TP > 1)."""
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100
+    """Optimizer steps to run."""
+    seed: int = 0
+    """Seeds data order, init and sampling; the same seed gives the same run."""
+    resume: str = "auto"
+    """`auto` = latest checkpoint in output_dir, `none` = start fresh, or a checkpoint dir."""
+    micro_batch_size: int = 4
+    """Sequences per forward/backward pass."""
+    global_batch_size: int = 16
+    """Sequences per optimizer step (SFT); for GRPO, prompts x num_generations."""
+    grad_clip: float = 1.0
+    """Global grad-norm clip (0 disables)."""
+    max_seq_len: int = 1024
+    """Longest packed/padded sequence for SFT."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    """Peak learning rate."""
+    min_lr: float = 0.0
+    """Floor of the cosine schedule."""
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    warmup_steps: int = 0
+    scheduler: str = "constant"
+    """`constant` | `cosine` | `linear` (after warmup)."""
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    """jsonl/json/parquet path or HF dataset name (`name:split` or `name:config:split`)."""
+    eval: str = ""
+    """Optional held-out set in the same format."""
+    format: str = "problem"
+    """`problem` (prompt + gold answer), `messages` (chat SFT), or `text` (plain LM)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Rename columns to the names the format expects, e.g. {problem: question}."""
+    system_prompt: str | None = None
+    """`r1` for the DeepSeek-R1 system prompt, any other string verbatim, null for none."""
+    prompt_suffix: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    """Appended to each problem."""
+    chat_template: str | None = None
+    """Override the model's chat template (e.g. one that prefills `<think>`)."""
+    skip_bad_rows: bool = False
+    """Skip and count malformed rows instead of failing on the first one."""
+    max_samples: int | None = None
+    """Use only the first N rows."""
+
+
+@dataclass
+class RewardSpec:
+    name: str = "accuracy"
+    """A name from `nemo_r1.rewards` (accuracy, format, tag_count, cosine, code, ...)."""
+    weight: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of that reward function."""
+
+
+@dataclass
+class GRPOConfig:
+    num_generations: int = 8
+    """Completions per prompt (the group size G)."""
+    prompts_per_step: int = 8
+    """Prompts per optimizer step; the batch is prompts_per_step x num_generations."""
+    loss_type: str = "dapo"
+    """`grpo` | `bnpo` | `dr_grpo` | `dapo` (token-level over the global batch)."""
+    advantage_scale: str = "group"
+    """`group` std, `batch` std, or `none` (Dr. GRPO)."""
+    leave_one_out: bool = False
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    beta: float = 0.0
+    """KL coefficient to the reference model; 0 = no reference model is loaded."""
+    dual_clip: float | None = None
+    tis_cap: float | None = 2.0
+    """Truncated importance-sampling cap for rollout/train mismatch; null disables."""
+    mu: int = 1
+    """Policy iterations per batch of rollouts."""
+    dynamic_sampling: bool = False
+    """Drop groups whose rewards are all equal and refill (DAPO)."""
+    max_refill_rounds: int = 2
+    overlong_filter: bool = False
+    """Mask completions cut by max_new_tokens."""
+    samples_every: int = 10
+    """Write sample completions to samples.jsonl every N steps (0 = never)."""
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = "vllm"
+    """`vllm` (colocated engine) or `hf` (transformers generate; slow, for reference)."""
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+    stop: list[str] = field(default_factory=list)
+    gpu_memory_utilization: float = 0.5
+    """Fraction of GPU memory the colocated engine may use (GPU only)."""
+    refit_bucket_mb: int = 256
+    """Weights stream to the engine in buckets of at most this size."""
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0
+    """Save every N steps (0 = only at the end and on SIGTERM)."""
+    keep: int = 2
+    """Checkpoints to keep (oldest deleted first); 0 keeps all."""
+    save_final: bool = True
+
+
+@dataclass
+class LoggingConfig:
+    tensorboard: bool = True
+    wandb: bool = False
+    """Log to Weights & Biases too (only if `wandb` is installed)."""
+    wandb_project: str = "nemo-r1"
+    plots: bool = False
+    """Draw metric curves to output_dir/plots at the end of the run."""
+
+
+@dataclass
+class Config:
+    output_dir: str = "outputs/run"
+    """Everything a run writes goes here: config.yaml, metrics.jsonl, checkpoints/, plots/."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rewards: list[RewardSpec] = field(default_factory=lambda: [RewardSpec()])
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix: names the key, the file (and line), and a suggestion."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Schema defaults <- YAML chain (`defaults: [base.yaml]`, parents first) <- `key=value` overrides."""
+    cfg = OmegaConf.structured(Config)
+    if path is not None:
+        for layer_path, layer in _yaml_chain(Path(path), seen=()):
+            cfg = _merge(cfg, layer, source=str(layer_path), yaml_path=layer_path)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. train.max_steps=10)")
+        key, value = item.split("=", 1)
+        _check_key(key.strip(), source=f"command-line override {item!r}")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key.strip()}={value}"]))
+        except OmegaConfBaseException as e:
+            raise ConfigError(_explain(e, f"command-line override {item!r}")) from None
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, Config)
+    validate(obj)
+    return obj
+
+
+def validate(cfg: Config) -> None:
+    """Value checks that types alone cannot express."""
+    choices = {
+        "data.format": (cfg.data.format, ("problem", "messages", "text")),
+        "grpo.loss_type": (cfg.grpo.loss_type, ("grpo", "bnpo", "dr_grpo", "dapo")),
+        "grpo.advantage_scale": (cfg.grpo.advantage_scale, ("group", "batch", "none")),
+        "optim.scheduler": (cfg.optim.scheduler, ("constant", "cosine", "linear")),
+        "rollout.backend": (cfg.rollout.backend, ("vllm", "hf")),
+    }
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            near = difflib.get_close_matches(str(value), allowed, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(f"{key}={value!r} is not one of {list(allowed)}{hint}")
+    for key, value in {"parallel.tensor": cfg.parallel.tensor, "parallel.pipeline": cfg.parallel.pipeline,
+                       "train.max_steps": cfg.train.max_steps, "grpo.num_generations": cfg.grpo.num_generations,
+                       "train.micro_batch_size": cfg.train.micro_batch_size}.items():
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be >= 1")
+    if cfg.train.global_batch_size % cfg.train.micro_batch_size:
+        raise ConfigError(f"train.global_batch_size={cfg.train.global_batch_size} is not a multiple of "
+                          f"train.micro_batch_size={cfg.train.micro_batch_size}")
+
+
+def save_config(cfg: Config, output_dir: str | Path) -> Path:
+    """Write the resolved config atomically, so a crash never leaves a half-written config.yaml."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".config.", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, out / "config.yaml")
+    return out / "config.yaml"
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (for logging hyper-parameters)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- YAML loading and error messages
+
+
+def _yaml_chain(path: Path, seen: tuple[Path, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    """Expand `defaults:` (paths relative to the including file) into parent-first layers."""
+    path = path.resolve()
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    if path in seen:
+        raise ConfigError(f"config file {path} includes itself through `defaults` ({' -> '.join(map(str, seen))})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of config keys, got {type(data).__name__}")
+    parents = data.pop("defaults", []) or []
+    if isinstance(parents, str):
+        parents = [parents]
+    layers: list[tuple[Path, dict[str, Any]]] = []
+    for parent in parents:
+        layers += _yaml_chain(path.parent / parent, seen + (path,))
+    layers.append((path, data))
+    return layers
+
+
+def _merge(cfg: DictConfig, layer: dict[str, Any], source: str, yaml_path: Path | None = None) -> DictConfig:
+    for key in _flat_keys(layer):
+        _check_key(key, source=source, yaml_path=yaml_path)
+    try:
+        return OmegaConf.merge(cfg, layer)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        line = _line_of(yaml_path, str(e.full_key)) if yaml_path and getattr(e, "full_key", None) else None
+        raise ConfigError(_explain(e, f"{source}:{line}" if line else source)) from None
+
+
+def _flat_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, dict) and not _is_free_dict(full):
+            keys += _flat_keys(v, full + ".")
+    return keys
+
+
+def _schema_node(key: str) -> tuple[Any, str | None]:
+    """Walk the dataclass schema along a dotted key; return (parent type, missing part or None)."""
+    node: Any = Config
+    for part in key.split("."):
+        if part.isdigit() or not is_dataclass(node):
+            return node, None  # list items and free dicts are checked by OmegaConf itself
+        hints = get_type_hints(node)  # resolves the string annotations of `from __future__`
+        if part not in hints:
+            return node, part
+        node = hints[part]
+        if getattr(node, "__origin__", None) is list:
+            node = node.__args__[0]
+    return node, None
+
+
+def _is_free_dict(key: str) -> bool:
+    node, missing = _schema_node(key)
+    return missing is None and getattr(node, "__origin__", None) is dict
+
+
+def _check_key(key: str, source: str, yaml_path: Path | None = None) -> None:
+    node, missing = _schema_node(key)
+    if missing is None:
+        return
+    valid = [f.name for f in fields(node)]
+    near = difflib.get_close_matches(missing, valid, n=1, cutoff=0.5)
+    prefix = key[: len(key) - len(missing)].rstrip(".")
+    suggestion = f"; did you mean {(prefix + '.' if prefix else '') + near[0]!r}?" if near else ""
+    line = _line_of(yaml_path, key) if yaml_path else None
+    where = f"{source}:{line}" if line else source
+    raise ConfigError(f"{where}: unknown config key {key!r}{suggestion} (valid keys here: {', '.join(valid)})")
+
+
+def _line_of(yaml_path: Path | None, dotted: str) -> int | None:
+    """1-based line of a dotted key in a YAML file, found by walking the composed node tree."""
+    if yaml_path is None:
+        return None
+    try:
+        node = yaml.compose(yaml_path.read_text())
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if k.value == part:
+                line, node = k.start_mark.line + 1, v
+                break
+        else:
+            break
+    return line
+
+
+def _explain(e: OmegaConfBaseException, where: str) -> str:
+    key = getattr(e, "full_key", "") or "?"
+    msg = str(getattr(e, "msg", None) or e).splitlines()[0]
+    if isinstance(e, ValidationError):
+        return f"{where}: wrong type for {key!r}: {msg}"
+    if isinstance(e, ConfigKeyError):
+        return f"{where}: unknown config key {key!r}: {msg}"
+    return f"{where}: {key}: {msg}"
