@@ -1,0 +1,114 @@
+"""GRPO advantages and clipped policy losses (GRPO, BNPO, Dr. GRPO, DAPO) as pure tensor functions.
+
+Shapes: B sequences (prompts x generations), T completion tokens. Nothing here knows about ranks:
+to make gradient accumulation and data parallelism give the same gradient as one big batch, the
+caller passes the *global* normaliser (`num_tokens` / `num_sequences` summed over micro-batches and
+DP ranks) and sums the resulting gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+SCALES = ("group", "batch", "none")
+
+
+def compute_advantages(rewards: Tensor, group_size: int, scale: str = "group",
+                       leave_one_out: bool = False, eps: float = 1e-4) -> Tensor:
+    """Group-relative advantages; rewards of one prompt are `group_size` consecutive entries."""
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r} is not one of {SCALES}")
+    if rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, "
+                         f"got shape {tuple(rewards.shape)}")
+    r = rewards.float().view(-1, group_size)
+    if leave_one_out:
+        if group_size < 2:
+            raise ValueError("leave_one_out needs group_size >= 2")
+        baseline = (r.sum(dim=1, keepdim=True) - r) / (group_size - 1)
+    else:
+        baseline = r.mean(dim=1, keepdim=True)
+    adv = r - baseline
+    if scale == "group":
+        # a group of one has no spread: treat its std as 0 rather than NaN
+        std = r.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(baseline)
+        adv = adv / (std + eps)
+    elif scale == "batch":
+        adv = adv / (rewards.float().std() + eps)
+    return adv.view(-1)
+
+
+def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, *,
+                loss_type: str = "dapo", eps_low: float = 0.2, eps_high: float = 0.28, beta: float = 0.0,
+                ref_logprobs: Tensor | None = None, max_completion_length: int | None = None,
+                dual_clip: float | None = None, rollout_logprobs: Tensor | None = None,
+                tis_cap: float | None = None, num_tokens: float | None = None,
+                num_sequences: float | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Clipped surrogate (+ k3 KL, x truncated IS weight) aggregated by `loss_type`.
+
+    `num_tokens` (dapo) and `num_sequences` (grpo, dr_grpo) default to this batch's own counts;
+    pass global counts so that micro-batches and DP ranks add up to the full-batch loss.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
+    if beta > 0 and ref_logprobs is None:
+        raise ValueError("beta > 0 needs ref_logprobs (the reference model's logprobs)")
+    mask = mask.to(logprobs.dtype)
+    adv = advantages.to(logprobs.dtype).unsqueeze(1)
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    per_token = torch.maximum(unclipped, clipped)
+    if dual_clip is not None:
+        if dual_clip <= 1.0:
+            raise ValueError(f"dual_clip={dual_clip} must be > 1")
+        per_token = torch.where(adv < 0, torch.minimum(per_token, -adv * dual_clip), per_token)
+
+    kl = torch.zeros_like(logprobs)
+    if ref_logprobs is not None:
+        d = ref_logprobs - logprobs
+        kl = torch.exp(d) - d - 1.0  # k3 estimator: unbiased, always >= 0
+        if beta > 0:
+            per_token = per_token + beta * kl
+
+    tis = None
+    if rollout_logprobs is not None and tis_cap is not None:
+        tis = torch.clamp(torch.exp(old_logprobs - rollout_logprobs), max=tis_cap).detach()
+        per_token = per_token * tis
+
+    masked = per_token * mask
+    tokens_per_seq = mask.sum(dim=1)
+    if loss_type == "grpo":
+        seq_means = masked.sum(dim=1) / tokens_per_seq.clamp(min=1)
+        loss = seq_means.sum() / (num_sequences if num_sequences is not None else logprobs.shape[0])
+    elif loss_type == "bnpo":
+        loss = masked.sum() / mask.sum().clamp(min=1)
+    elif loss_type == "dr_grpo":
+        if max_completion_length is None:
+            raise ValueError("loss_type='dr_grpo' needs max_completion_length")
+        n_seq = num_sequences if num_sequences is not None else logprobs.shape[0]
+        loss = masked.sum() / (n_seq * max_completion_length)
+    else:  # dapo
+        loss = masked.sum() / (num_tokens if num_tokens is not None else mask.sum().clamp(min=1))
+
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1)
+        low = ((ratio < 1.0 - eps_low) & (adv < 0)).to(mask.dtype) * mask
+        high = ((ratio > 1.0 + eps_high) & (adv > 0)).to(mask.dtype) * mask
+        big = torch.finfo(ratio.dtype).max
+        metrics = {
+            "kl": float((kl * mask).sum() / n),
+            "clip_frac": float((low + high).sum() / n),
+            "clip_frac_low": float(low.sum() / n),
+            "clip_frac_high": float(high.sum() / n),
+            "ratio_mean": float((ratio * mask).sum() / n),
+            "ratio_max": float(torch.where(mask > 0, ratio, -big).max()) if mask.any() else 1.0,
+            "ratio_min": float(torch.where(mask > 0, ratio, big).min()) if mask.any() else 1.0,
+            "tokens": float(mask.sum()),
+        }
+        if tis is not None:
+            metrics["tis_weight_mean"] = float((tis * mask).sum() / n)
+    return loss, metrics
