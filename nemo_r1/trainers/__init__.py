@@ -1,0 +1,1 @@
+"""Training loops (GRPO, SFT): they wire models, rollout, rewards and algorithms together."""
