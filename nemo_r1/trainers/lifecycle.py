@@ -1,0 +1,81 @@
+"""Run lifecycle shared by the trainers: stop signals, step seeds, sample logs, run setup.
+
+SIGTERM (Slurm preemption, `kill`) and SIGINT (Ctrl-C) must not lose work: the handler only sets
+a flag; the loop notices it at the next step boundary, saves a checkpoint and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; a second Ctrl-C restores the default handler (hard stop)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: the caller owns signals
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.signal = signum
+        print(f"\n[nemo-r1] received {signal.Signals(signum).name}: saving a checkpoint after this step, then exiting",
+              flush=True)
+
+    @property
+    def stop(self) -> bool:
+        return self.signal is not None
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def step_seed(seed: int, step: int, purpose: str) -> int:
+    """A seed that depends only on (run seed, step, purpose), so a resumed run samples what an
+    uninterrupted one would have, whatever happened to RNG state in between."""
+    digest = hashlib.sha256(f"{seed}:{step}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class SampleLog:
+    """Append-only jsonl of sample completions (prompt, completion, rewards) every N steps."""
+
+    def __init__(self, path: str | Path, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_step is None and self.path.exists():
+            self.path.unlink()
+        elif resume_step is not None and self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            os.replace(tmp, self.path)
+
+    def write(self, step: int, rows: list[dict[str, Any]]) -> None:
+        with open(self.path, "a") as f:
+            for r in rows:
+                f.write(json.dumps({"step": step, **r}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # torn line: drop it
