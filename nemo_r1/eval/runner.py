@@ -1,0 +1,288 @@
+"""`evaluate()`: generate n samples per problem, grade, write samples and scores, resumably.
+
+Flow per benchmark: load problems -> build the prompt text (chat template + \\boxed instruction) and
+token ids once -> skip problems already in DIR/samples/<bench>.jsonl -> generate the rest in chunks
+(one seed per sample, so reruns reproduce) -> grade each chunk -> append each problem's n samples
+atomically -> score everything on disk -> DIR/results.json and a markdown table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nemo_r1.eval.benchmarks import (
+    Benchmark,
+    DataError,
+    Problem,
+    code_user_message,
+    data_benchmark,
+    get_benchmark,
+    load_problems,
+    math_user_message,
+)
+from nemo_r1.eval.engines import EngineSpec
+from nemo_r1.eval.grading import grade_code, grade_math
+from nemo_r1.eval.scores import ProblemSamples, default_ks, summarize
+from nemo_r1.eval.store import SampleStore, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BENCHMARKS = ["math500", "aime24", "amc23", "gsm8k", "minerva", "olympiadbench"]
+
+
+@dataclass
+class EvalSettings:
+    """What determines the samples; a rerun into the same DIR must match (else mixing runs)."""
+
+    model: str
+    n: int = 1
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_new_tokens: int = 32768
+    seed: int = 0
+    system_prompt: str | None = None
+    chat_template: bool = True
+    backend: str = "vllm"
+    benchmarks: list[str] = field(default_factory=list)
+
+    def sample_key(self) -> dict[str, Any]:
+        """Fields whose change makes old samples invalid (benchmarks and limit may grow)."""
+        d = asdict(self)
+        d.pop("benchmarks")
+        return d
+
+
+def sample_seed(seed: int, bench: str, pid: str, index: int) -> int:
+    """Per-sample seed from a stable hash (Python's hash() is salted per process)."""
+    h = hashlib.sha256(f"{seed}/{bench}/{pid}/{index}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def build_prompt(tokenizer: Any, problem: Problem, bench: Benchmark, settings: EvalSettings) -> str:
+    """The exact text sent to the model (stored with every sample)."""
+    user = code_user_message(problem.row) if bench.kind == "code" else math_user_message(problem.problem)
+    if settings.chat_template and getattr(tokenizer, "chat_template", None):
+        msgs = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+        msgs.append({"role": "user", "content": user})
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return (settings.system_prompt + "\n\n" if settings.system_prompt else "") + user + "\n"
+
+
+def resolve_model(model: str, out_dir: Path) -> str:
+    """An HF dir as is; a Megatron checkpoint is exported to OUT/hf_model once (reused on rerun)."""
+    p = Path(model)
+    if (p / "config.json").exists() or not p.exists():
+        return model  # HF dir, or a hub name on a connected cluster
+    markers = ("metadata.json", "common.pt", "latest_checkpointed_iteration.txt")
+    if not any((p / m).exists() for m in markers) and not list(p.glob("step_*")) and not list(p.glob("iter_*")):
+        raise DataError(f"--model {model}: neither an HF dir (config.json) nor a Megatron checkpoint")
+    target = out_dir / "hf_model"
+    if (target / "config.json").exists():
+        log.info("reusing the HF export of %s at %s", model, target)
+        return str(target)
+    try:
+        from nemo_r1.models import convert_mcore_to_hf
+    except ImportError as e:
+        raise RuntimeError("evaluating a Megatron checkpoint needs nemo_r1.models.convert_mcore_to_hf "
+                           f"(issue 4), which is not importable: {e}") from None
+    print(f"exporting Megatron checkpoint {model} -> {target} (HF safetensors)")
+    tmp = out_dir / ".hf_model.tmp"
+    convert_mcore_to_hf(str(p), str(tmp))
+    tmp.replace(target)
+    return str(target)
+
+
+def _check_settings(out_dir: Path, settings: EvalSettings, overwrite: bool) -> None:
+    path = out_dir / "settings.json"
+    if path.exists() and not overwrite:
+        old = json.loads(path.read_text())
+        new = settings.sample_key()
+        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+        if diff:
+            raise DataError(f"{path}: this output dir holds samples made with other settings "
+                            f"{ {k: f'{a} -> {b}' for k, (a, b) in diff.items()} }; use a new --out")
+    atomic_write_text(path, json.dumps(settings.sample_key(), indent=2) + "\n")
+
+
+def evaluate(
+    model: str,
+    benchmarks: list[str] | None = None,
+    data: str | None = None,
+    columns: dict[str, str] | None = None,
+    n: int = 1,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    max_new_tokens: int = 32768,
+    seed: int = 0,
+    out_dir: str | Path = "outputs/eval",
+    backend: str = "vllm",
+    limit: int | None = None,
+    dp: int = 1,
+    tp: int = 1,
+    system_prompt: str | None = None,
+    chat_template: bool = True,
+    chunk_sequences: int = 256,
+    max_model_len: int | None = None,
+    hf_batch_size: int = 16,
+    kv_cache_gib: float = 2.0,
+    overwrite: bool = False,
+    progress: bool = True,
+    print_table: bool = True,
+) -> dict[str, Any]:
+    """Evaluate `model` on benchmarks (or a jsonl `data` file) and return the results dict.
+
+    pass@1 averages n samples per problem; temperature 0 is greedy. Writes out_dir/results.json,
+    out_dir/samples/<benchmark>.jsonl and out_dir/settings.json; a rerun resumes.
+    """
+    from tqdm.auto import tqdm
+    from transformers import AutoTokenizer
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    if backend not in ("vllm", "hf"):
+        raise ValueError(f"evaluate: backend {backend!r}; use 'vllm' or 'hf' (lighteval: nemo_r1.eval.lighteval_bridge)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    benches = [data_benchmark(data, columns)] if data else [get_benchmark(b) for b in (benchmarks or DEFAULT_BENCHMARKS)]
+    model_path = resolve_model(model, out)
+    settings = EvalSettings(model=str(model), n=n, temperature=temperature, top_p=top_p,
+                            max_new_tokens=max_new_tokens, seed=seed, system_prompt=system_prompt,
+                            chat_template=chat_template, backend=backend, benchmarks=[b.name for b in benches])
+    _check_settings(out, settings, overwrite)
+    tok = AutoTokenizer.from_pretrained(model_path)
+
+    # Prepare every benchmark first, so the engine only starts when there is work left.
+    plans = []
+    for b in benches:
+        problems = load_problems(b, limit)
+        store = SampleStore(out / "samples" / f"{b.name}.jsonl", n)
+        if store.repaired:
+            print(f"{b.name}: dropped {store.repaired} incomplete sample line(s) of an interrupted run")
+        todo = [p for p in problems if p.id not in store.done]
+        plans.append((b, problems, store, todo))
+    total_todo = sum(len(t) for *_, t in plans)
+
+    gen_time, gen_problems = 0.0, 0
+    if total_todo:
+        from nemo_r1.eval.parallel import Chunk, EnginePool
+
+        spec = EngineSpec(model=model_path, backend=backend, tp=tp, seed=seed, max_model_len=max_model_len,
+                          hf_batch_size=hf_batch_size, kv_cache_gib=kv_cache_gib)
+        pool = EnginePool(spec, dp=dp)
+        ctx_len = pool.max_model_len
+        bar = tqdm(total=total_todo, unit="problem", desc="eval", disable=not progress, dynamic_ncols=True)
+        warned = False
+        try:
+            for b, _, store, todo in plans:
+                per_chunk = max(1, chunk_sequences // n)
+                chunks, meta = [], {}
+                for start in range(0, len(todo), per_chunk):
+                    probs = todo[start:start + per_chunk]
+                    prompts, seeds, budgets = [], [], []
+                    texts = {}
+                    for p in probs:
+                        text = build_prompt(tok, p, b, settings)
+                        ids = tok(text, add_special_tokens=False)["input_ids"]
+                        room = ctx_len - len(ids)
+                        if room < 1:
+                            raise DataError(f"{b.name} problem {p.id}: prompt of {len(ids)} tokens does not fit "
+                                            f"the model's {ctx_len}-token context")
+                        if room < max_new_tokens and not warned:
+                            print(f"note: max_new_tokens {max_new_tokens} exceeds the {ctx_len}-token context "
+                                  f"minus the prompt; completions are capped at the context length")
+                            warned = True
+                        texts[p.id] = text
+                        for j in range(n):
+                            prompts.append(ids)
+                            seeds.append(sample_seed(seed, b.name, p.id, j))
+                            budgets.append(min(max_new_tokens, room))
+                    chunks.append(Chunk(key=(b.name, start), prompts=prompts, seeds=seeds, max_new_tokens=budgets))
+                    meta[(b.name, start)] = (probs, texts)
+                t0 = time.perf_counter()
+                for key, outs in pool.run(chunks, temperature, top_p):
+                    probs, texts = meta.pop(key)
+                    _write_chunk(b, probs, texts, outs, store, n)
+                    bar.update(len(probs))
+                gen_time += time.perf_counter() - t0
+                gen_problems += len(todo)
+        finally:
+            bar.close()
+            pool.close()
+
+    results: dict[str, Any] = {"settings": asdict(settings), "model_path": model_path, "benchmarks": {}}
+    for b, problems, store, _ in plans:
+        missing = [p.id for p in problems if p.id not in store.done]
+        if missing:
+            raise RuntimeError(f"{b.name}: {len(missing)} problems have no samples after generation")
+        per = []
+        for p in problems:
+            recs = store.done[p.id]
+            per.append(ProblemSamples(correct=[r["correct"] for r in recs], answers=[r["answer"] for r in recs],
+                                      lengths=[r["length"] for r in recs]))
+        results["benchmarks"][b.name] = summarize(per, default_ks(n))
+    results["throughput"] = {"generated_problems": gen_problems, "generate_s": round(gen_time, 3),
+                             "problems_per_s": gen_problems / gen_time if gen_time else None}
+    atomic_write_text(out / "results.json", json.dumps(_finite(results), indent=2) + "\n")
+    if print_table:
+        print(markdown_table(results))
+    return results
+
+
+def _write_chunk(b: Benchmark, probs: list[Problem], texts: dict[str, str], outs: list, store: SampleStore,
+                 n: int) -> None:
+    """Grade one chunk (one reward call for all its samples) and append each problem's n samples."""
+    completions = [o.text for o in outs]
+    if b.kind == "code":
+        graded = grade_code(completions, [p.row for p in probs for _ in range(n)])
+    else:
+        graded = grade_math(completions, [p.gold for p in probs for _ in range(n)])
+    for i, p in enumerate(probs):
+        recs = []
+        for j in range(n):
+            o, g = outs[i * n + j], graded[i * n + j]
+            recs.append({"id": p.id, "sample": j, "prompt": texts[p.id], "completion": o.text,
+                         "answer": g.answer, "gold": p.gold, "correct": g.correct, "length": len(o.token_ids),
+                         "finish_reason": o.finish_reason})
+        store.append_problem(recs)
+
+
+def _finite(x: Any) -> Any:
+    """NaN (no scorable problem) -> null: results.json must stay strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """One row per benchmark: pass@1 +- stderr, pass@k, maj@n, failures, length."""
+    rows = results["benchmarks"]
+    if not rows:
+        return ""
+    n = results["settings"]["n"]
+    ks = [k for k in default_ks(n) if k > 1]
+    head = ["benchmark", "problems", "n", "pass@1", *[f"pass@{k}" for k in ks], f"maj@{n}",
+            "no answer", "unscorable", "mean len"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def pct(v: Any) -> str:
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+    for name, s in rows.items():
+        cells = [name, str(s["problems"]), str(s["n"]), f"{pct(s['pass@1'])} ± {pct(s['stderr'])}",
+                 *[pct(s.get(f"pass@{k}")) for k in ks], pct(s.get(f"maj@{n}")),
+                 pct(s["extraction_failure_rate"]), str(s["unscorable"]), f"{s['mean_length']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
