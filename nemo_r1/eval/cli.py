@@ -74,6 +74,8 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         argv = list(args.rest)
     else:
         argv = list(args)
+    if argv[:1] == ["--"]:  # `nemo-r1 eval -- --model ...` (argparse REMAINDER keeps the separator)
+        argv = argv[1:]
     ns = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -99,8 +99,14 @@ class VllmEngine:
             for s, m in zip(seeds, max_new_tokens, strict=True)
         ]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-        return [Completion(o.outputs[0].text, list(o.outputs[0].token_ids), o.outputs[0].finish_reason or "stop")
-                for o in outs]
+        done = []
+        for o in outs:
+            c = o.outputs[0]
+            ids = list(c.token_ids)
+            if c.finish_reason == "stop" and c.stop_reason is None and ids:
+                ids = ids[:-1]  # vLLM keeps the EOS id; drop it so lengths match HF and the text
+            done.append(Completion(c.text, ids, c.finish_reason or "stop"))
+        return done
 
 
 class HFEngine:

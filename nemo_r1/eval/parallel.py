@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nemo_r1.eval.engines import Completion, EngineSpec, build_engine
+from nemo_r1.eval.engines import Completion, Engine, EngineSpec, build_engine
 
 
 @dataclass
@@ -65,12 +65,14 @@ def _visible_devices() -> list[str]:
 class EnginePool:
     """`dp` engines; `run(chunks)` yields (key, completions) in completion order."""
 
-    def __init__(self, spec: EngineSpec, dp: int = 1, threads_per_worker: int | None = None) -> None:
+    def __init__(self, spec: EngineSpec, dp: int = 1, threads_per_worker: int | None = None,
+                 engine: Engine | None = None) -> None:
         self.spec, self.dp = spec, dp
-        self._local = None
+        self._local: Engine | None = None
+        self._owned = engine is None
         self._procs: list[mp.Process] = []
-        if dp == 1:
-            self._local = build_engine(spec)
+        if engine is not None or dp == 1:
+            self._local = engine if engine is not None else build_engine(spec)
             self.max_model_len = self._local.max_model_len
             return
         import torch

@@ -132,6 +132,7 @@ def evaluate(
     max_model_len: int | None = None,
     hf_batch_size: int = 16,
     kv_cache_gib: float = 2.0,
+    engine: Any = None,
     overwrite: bool = False,
     progress: bool = True,
     print_table: bool = True,
@@ -139,7 +140,8 @@ def evaluate(
     """Evaluate `model` on benchmarks (or a jsonl `data` file) and return the results dict.
 
     pass@1 averages n samples per problem; temperature 0 is greedy. Writes out_dir/results.json,
-    out_dir/samples/<benchmark>.jsonl and out_dir/settings.json; a rerun resumes.
+    out_dir/samples/<benchmark>.jsonl and out_dir/settings.json; a rerun resumes. `engine`: an
+    already built engine (e.g. a trainer's colocated one) to reuse instead of starting one.
     """
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
@@ -177,7 +179,7 @@ def evaluate(
 
         spec = EngineSpec(model=model_path, backend=backend, tp=tp, seed=seed, max_model_len=max_model_len,
                           hf_batch_size=hf_batch_size, kv_cache_gib=kv_cache_gib)
-        pool = EnginePool(spec, dp=dp)
+        pool = EnginePool(spec, dp=dp, engine=engine)
         ctx_len = pool.max_model_len
         bar = tqdm(total=total_todo, unit="problem", desc="eval", disable=not progress, dynamic_ncols=True)
         warned = False

@@ -1,0 +1,71 @@
+"""Grading and data loading: real math-verify via the rewards, real bundled benchmark files."""
+
+import json
+
+import pytest
+
+from nemo_r1.eval.benchmarks import (
+    BENCHMARKS,
+    DataError,
+    data_benchmark,
+    get_benchmark,
+    gsm8k_gold,
+    load_problems,
+)
+from nemo_r1.eval.grading import extract_code, gold_parses, grade_math
+
+
+def test_grade_math_cases():
+    completions = [
+        "so the total is 9*2 = 18. \\boxed{18}",
+        "The answer is \\boxed{\\frac{1}{2}}",
+        "I think it is 18 but I will not box it",
+        "\\boxed{17}",
+        "\\boxed{18}",
+    ]
+    golds = ["18", "0.5", "18", "18", "\\frac{3}{"]
+    g = grade_math(completions, golds)
+    assert [x.correct for x in g] == [True, True, False, False, None]
+    assert [x.answer for x in g] == ["18", "\\frac{1}{2}", None, "17", "18"]
+
+
+def test_unparseable_gold_is_never_correct():
+    assert not gold_parses(None) and not gold_parses("") and not gold_parses("\\frac{3}{")
+    assert gold_parses("\\left( 3, \\frac{\\pi}{2} \\right)")
+    # the completion repeats the broken gold verbatim: still unscorable, not correct
+    assert grade_math(["\\boxed{\\frac{3}{}"], ["\\frac{3}{"])[0].correct is None
+
+
+def test_gsm8k_gold():
+    assert gsm8k_gold("He pays 3*4=<<3*4=12>>12.\n#### 1,234") == "1234"
+    assert gsm8k_gold("no marker") is None
+
+
+def test_extract_code():
+    assert extract_code("Here:\n```python\ndef f(x):\n    return x\n```\nDone") == "def f(x):\n    return x"
+    assert extract_code("def g():\n    pass") == "def g():\n    pass"
+    assert extract_code("I cannot do that") is None
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_every_bundled_benchmark_loads(name):
+    probs = load_problems(get_benchmark(name))
+    expected = {"math500": 500, "aime24": 30, "amc23": 40, "gsm8k": 1319, "minerva": 272,
+                "olympiadbench": 674, "mbppplus": 378}[name]
+    assert len(probs) == expected and len({p.id for p in probs}) == expected
+    if BENCHMARKS[name].kind == "math":
+        assert all(p.gold for p in probs)
+
+
+def test_data_file_errors_name_file_and_line(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"q": "1+1?", "a": "2"}) + "\n" + json.dumps({"q": "", "a": "3"}) + "\n")
+    with pytest.raises(DataError, match=r"d.jsonl:1: missing or empty problem column 'problem'"):
+        load_problems(data_benchmark(f))
+    with pytest.raises(DataError, match=r"d.jsonl:2: missing or empty problem column 'q'"):
+        load_problems(data_benchmark(f, {"problem": "q", "answer": "a"}))
+    f.write_text('{"problem": "x", "answer": "1"}\n{oops\n')
+    with pytest.raises(DataError, match=r"d.jsonl:2: not valid JSON"):
+        load_problems(data_benchmark(f))
+    with pytest.raises(DataError, match="did you mean 'math500'"):
+        get_benchmark("math5000")
