@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system-prompt", default=None)
     p.add_argument("--no-chat-template", action="store_true", help="send the raw prompt (base models)")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
-    p.add_argument("--chunk-sequences", type=int, default=256,
-                   help="sequences per generation chunk (resume granularity; larger batches are faster)")
+    p.add_argument("--max-batch", type=int, default=256,
+                   help="sequences in flight per engine (vLLM refills as they finish; HF runs chunks of this)")
     p.add_argument("--kv-cache-gib", type=float, default=2.0, help="CPU vLLM KV cache per engine (GiB)")
     p.add_argument("--hf-batch-size", type=int, default=16, help="batch size of --backend hf")
     p.add_argument("--overwrite", action="store_true", help="allow new settings in an existing --out")
@@ -97,7 +97,8 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
 
             evaluate(model, benchmarks=benches, data=ns.data, columns=parse_columns(ns.columns),
                      backend=ns.backend, dp=ns.dp, tp=ns.tp, chat_template=not ns.no_chat_template,
-                     chunk_sequences=ns.chunk_sequences, hf_batch_size=ns.hf_batch_size, kv_cache_gib=ns.kv_cache_gib, overwrite=ns.overwrite,
+                     max_batch=ns.max_batch, hf_batch_size=ns.hf_batch_size, kv_cache_gib=ns.kv_cache_gib,
+                     overwrite=ns.overwrite,
                      progress=not ns.no_progress, **common)
     except DataError as e:
         print(f"nemo-r1 eval: {e}", file=sys.stderr)

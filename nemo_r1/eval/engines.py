@@ -13,6 +13,7 @@ generator (same settings: CPU fp32, eager, no chunked prefill for per-request se
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,27 +87,63 @@ class VllmEngine:
             if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
                 kwargs["kv_cache_memory_bytes"] = int(spec.kv_cache_gib * (1 << 30))
         self.llm = LLM(**kwargs)
+        self._calls = 0
 
-    def generate(self, prompts: list[list[int]], seeds: list[int], temperature: float, top_p: float,
-                 max_new_tokens: list[int]) -> list[Completion]:
+    def generate_stream(self, prompts: list[list[int]], seeds: list[int], temperature: float, top_p: float,
+                        max_new_tokens: list[int], max_in_flight: int | None = None
+                        ) -> Iterator[tuple[int, Completion]]:
+        """Yield (prompt index, completion) as requests finish, refilling up to `max_in_flight`.
+
+        Uses the engine's add_request/step loop instead of `LLM.generate`, which returns only when
+        the whole batch is done: batching stays continuous across problems and each problem can be
+        written the moment its samples exist. Unfinished requests are aborted if the caller stops.
+        """
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        engine = self.llm.llm_engine
+        self._calls += 1
+        ids: dict[str, int] = {}
         greedy = temperature == 0
-        params = [
-            SamplingParams(n=1, temperature=temperature, top_p=1.0 if greedy else top_p, max_tokens=m,
-                           seed=None if greedy else s)
-            for s, m in zip(seeds, max_new_tokens, strict=True)
-        ]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-        done = []
-        for o in outs:
-            c = o.outputs[0]
-            ids = list(c.token_ids)
-            if c.finish_reason == "stop" and c.stop_reason is None and ids:
-                ids = ids[:-1]  # vLLM keeps the EOS id; drop it so lengths match HF and the text
-            done.append(Completion(c.text, ids, c.finish_reason or "stop"))
-        return done
+        todo = iter(enumerate(zip(prompts, seeds, max_new_tokens, strict=True)))
+        window = max_in_flight or len(prompts)
+
+        def add_next() -> None:
+            nxt = next(todo, None)
+            if nxt is not None:
+                i, (p, s, m) = nxt
+                rid = f"eval{self._calls}-{i}"
+                params = SamplingParams(n=1, temperature=temperature, top_p=1.0 if greedy else top_p,
+                                        max_tokens=m, seed=None if greedy else s)
+                engine.add_request(rid, TokensPrompt(prompt_token_ids=p), params)
+                ids[rid] = i
+
+        for _ in range(window):
+            add_next()
+        try:
+            while ids:
+                for out in engine.step():
+                    if out.finished and out.request_id in ids:
+                        idx = ids.pop(out.request_id)
+                        add_next()
+                        yield idx, self._completion(out.outputs[0])
+        finally:
+            if ids:
+                engine.abort_request(list(ids))
+
+    def generate(self, prompts: list[list[int]], seeds: list[int], temperature: float, top_p: float,
+                 max_new_tokens: list[int]) -> list[Completion]:
+        out: list[Completion | None] = [None] * len(prompts)
+        for i, c in self.generate_stream(prompts, seeds, temperature, top_p, max_new_tokens):
+            out[i] = c
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _completion(c: Any) -> Completion:
+        ids = list(c.token_ids)
+        if c.finish_reason == "stop" and c.stop_reason is None and ids:
+            ids = ids[:-1]  # vLLM keeps the EOS id; drop it so lengths match HF and the text
+        return Completion(c.text, ids, c.finish_reason or "stop")
 
 
 class HFEngine:

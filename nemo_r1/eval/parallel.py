@@ -1,9 +1,13 @@
-"""Data-parallel generation: one engine per worker process, chunks handed out as workers free up.
+"""Running generation jobs (one problem's n samples each) on one engine or several worker processes.
 
-Why processes: a vLLM engine (and its TP group) owns its devices; several independent engines are
-the simplest way to use a node's GPUs for eval (`dp x tp` GPUs). The parent keeps the only writer
-of the samples files, so workers never touch the output and a kill loses at most in-flight chunks.
-With dp=1 the engine lives in the calling process and nothing is spawned.
+Results come back per job, in completion order, so the caller writes each problem as soon as its
+samples exist: progress is smooth and a kill loses only problems still in flight. An engine with
+`generate_stream` (vLLM) keeps `max_batch` requests in flight and refills as they finish
+(continuous batching: no batch waits for its longest sequence); other engines (HF) run chunks.
+
+Data parallel (`dp > 1`): one engine per spawned process, each on its own `tp` GPUs. Why
+processes: a vLLM engine (and its TP group) owns its devices, and independent engines are the
+simplest way to fill a node for eval. The parent stays the only writer of the samples files.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from nemo_r1.eval.engines import Completion, Engine, EngineSpec, build_engine
 
 
 @dataclass
-class Chunk:
-    """A unit of generation work: the prompts (token ids) of a few problems' samples."""
+class Job:
+    """One problem's samples: n prompts (token ids), their seeds and token budgets."""
 
     key: Any
     prompts: list[list[int]]
@@ -29,16 +33,43 @@ class Chunk:
     max_new_tokens: list[int]
 
 
-def _worker(rank: int, spec: EngineSpec, devices: list[str] | None, threads: int | None,
-            tasks: mp.Queue, results: mp.Queue) -> None:
-    # Devices and thread counts must be set before torch / vLLM initialise in this process.
+def run_local(engine: Engine, jobs: list[Job], temperature: float, top_p: float,
+              max_batch: int) -> Iterator[tuple[Any, list[Completion]]]:
+    """Yield (job key, completions) as jobs finish on one in-process engine."""
+    if not jobs:
+        return
+    stream = getattr(engine, "generate_stream", None)
+    if stream is not None:
+        owner = [j for j, job in enumerate(jobs) for _ in job.prompts]
+        slot = [i for job in jobs for i in range(len(job.prompts))]
+        got: list[list[Completion | None]] = [[None] * len(job.prompts) for job in jobs]
+        left = [len(job.prompts) for job in jobs]
+        flat = [(p, s, m) for job in jobs for p, s, m in zip(job.prompts, job.seeds, job.max_new_tokens, strict=True)]
+        for idx, comp in stream([f[0] for f in flat], [f[1] for f in flat], temperature, top_p,
+                                [f[2] for f in flat], max_in_flight=max_batch):
+            j = owner[idx]
+            got[j][slot[idx]] = comp
+            left[j] -= 1
+            if left[j] == 0:
+                yield jobs[j].key, got[j]  # type: ignore[misc]
+        return
+    chunk: list[Job] = []
+    for i, job in enumerate(jobs):
+        chunk.append(job)
+        if sum(len(c.prompts) for c in chunk) >= max_batch or i == len(jobs) - 1:
+            outs = engine.generate([p for c in chunk for p in c.prompts], [s for c in chunk for s in c.seeds],
+                                   temperature, top_p, [m for c in chunk for m in c.max_new_tokens])
+            pos = 0
+            for c in chunk:
+                yield c.key, outs[pos:pos + len(c.prompts)]
+                pos += len(c.prompts)
+            chunk = []
+
+
+def _worker(rank: int, spec: EngineSpec, devices: list[str] | None, tasks: mp.Queue, results: mp.Queue) -> None:
+    # Devices must be chosen before torch / vLLM initialise CUDA in this process.
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
-    if threads:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
-
-        torch.set_num_threads(threads)
     try:
         engine = build_engine(spec)
         results.put(("ready", rank, engine.max_model_len))
@@ -46,9 +77,10 @@ def _worker(rank: int, spec: EngineSpec, devices: list[str] | None, threads: int
             item = tasks.get()
             if item is None:
                 break
-            chunk, temperature, top_p = item
-            outs = engine.generate(chunk.prompts, chunk.seeds, temperature, top_p, chunk.max_new_tokens)
-            results.put(("done", rank, (chunk.key, outs)))
+            jobs, temperature, top_p, max_batch = item
+            for key, outs in run_local(engine, jobs, temperature, top_p, max_batch):
+                results.put(("job", rank, (key, outs)))
+            results.put(("chunk", rank, None))
     except BaseException:  # report to the parent instead of dying silently
         results.put(("error", rank, traceback.format_exc()))
 
@@ -63,13 +95,11 @@ def _visible_devices() -> list[str]:
 
 
 class EnginePool:
-    """`dp` engines; `run(chunks)` yields (key, completions) in completion order."""
+    """`dp` engines (or one given engine); `run(jobs)` yields (key, completions) as jobs finish."""
 
-    def __init__(self, spec: EngineSpec, dp: int = 1, threads_per_worker: int | None = None,
-                 engine: Engine | None = None) -> None:
+    def __init__(self, spec: EngineSpec, dp: int = 1, engine: Engine | None = None) -> None:
         self.spec, self.dp = spec, dp
         self._local: Engine | None = None
-        self._owned = engine is None
         self._procs: list[mp.Process] = []
         if engine is not None or dp == 1:
             self._local = engine if engine is not None else build_engine(spec)
@@ -87,14 +117,13 @@ class EnginePool:
         self._tasks: mp.Queue = ctx.Queue()
         self._results: mp.Queue = ctx.Queue()
         for r in range(dp):
-            p = ctx.Process(target=_worker, args=(r, spec, devices[r] if devices else None, threads_per_worker,
-                                                  self._tasks, self._results), daemon=True)
+            p = ctx.Process(target=_worker, args=(r, spec, devices[r] if devices else None, self._tasks,
+                                                  self._results), daemon=True)
             p.start()
             self._procs.append(p)
-        lens = [self._get("ready") for _ in range(dp)]
-        self.max_model_len = min(lens)
+        self.max_model_len = min(self._get({"ready"})[1] for _ in range(dp))
 
-    def _get(self, want: str) -> Any:
+    def _get(self, want: set[str]) -> tuple[str, Any]:
         while True:
             try:
                 kind, rank, payload = self._results.get(timeout=5)
@@ -106,24 +135,30 @@ class EnginePool:
             if kind == "error":
                 self.close()
                 raise RuntimeError(f"eval worker {rank} failed:\n{payload}")
-            if kind == want:
-                return payload
+            if kind in want:
+                return kind, payload
 
-    def run(self, chunks: list[Chunk], temperature: float, top_p: float) -> Iterator[tuple[Any, list[Completion]]]:
+    def run(self, jobs: list[Job], temperature: float, top_p: float,
+            max_batch: int = 256) -> Iterator[tuple[Any, list[Completion]]]:
         if self._local is not None:
-            for c in chunks:
-                yield c.key, self._local.generate(c.prompts, c.seeds, temperature, top_p, c.max_new_tokens)
+            yield from run_local(self._local, jobs, temperature, top_p, max_batch)
             return
-        # Keep two chunks per worker queued so no engine idles while the parent scores and writes.
-        pending = list(chunks)
+        chunks: list[list[Job]] = []
+        for job in jobs:
+            if not chunks or sum(len(j.prompts) for j in chunks[-1]) >= max_batch:
+                chunks.append([])
+            chunks[-1].append(job)
+        # Two chunks queued per worker, so no engine idles while the parent grades and writes.
         in_flight = 0
-        while pending or in_flight:
-            while pending and in_flight < 2 * self.dp:
-                self._tasks.put((pending.pop(0), temperature, top_p))
+        while chunks or in_flight:
+            while chunks and in_flight < 2 * self.dp:
+                self._tasks.put((chunks.pop(0), temperature, top_p, max_batch))
                 in_flight += 1
-            key, outs = self._get("done")
-            in_flight -= 1
-            yield key, outs
+            kind, payload = self._get({"job", "chunk"})
+            if kind == "chunk":
+                in_flight -= 1
+            else:
+                yield payload
 
     def close(self) -> None:
         for _ in self._procs:

@@ -128,7 +128,7 @@ def evaluate(
     tp: int = 1,
     system_prompt: str | None = None,
     chat_template: bool = True,
-    chunk_sequences: int = 256,
+    max_batch: int = 256,
     max_model_len: int | None = None,
     hf_batch_size: int = 16,
     kv_cache_gib: float = 2.0,
@@ -175,47 +175,22 @@ def evaluate(
 
     gen_time, gen_problems = 0.0, 0
     if total_todo:
-        from nemo_r1.eval.parallel import Chunk, EnginePool
+        from nemo_r1.eval.parallel import EnginePool
 
         spec = EngineSpec(model=model_path, backend=backend, tp=tp, seed=seed, max_model_len=max_model_len,
                           hf_batch_size=hf_batch_size, kv_cache_gib=kv_cache_gib)
         pool = EnginePool(spec, dp=dp, engine=engine)
-        ctx_len = pool.max_model_len
         bar = tqdm(total=total_todo, unit="problem", desc="eval", disable=not progress, dynamic_ncols=True)
-        warned = False
         try:
             for b, _, store, todo in plans:
-                per_chunk = max(1, chunk_sequences // n)
-                chunks, meta = [], {}
-                for start in range(0, len(todo), per_chunk):
-                    probs = todo[start:start + per_chunk]
-                    prompts, seeds, budgets = [], [], []
-                    texts = {}
-                    for p in probs:
-                        text = build_prompt(tok, p, b, settings)
-                        ids = tok(text, add_special_tokens=False)["input_ids"]
-                        room = ctx_len - len(ids)
-                        if room < 1:
-                            raise DataError(f"{b.name} problem {p.id}: prompt of {len(ids)} tokens does not fit "
-                                            f"the model's {ctx_len}-token context")
-                        if room < max_new_tokens and not warned:
-                            print(f"note: max_new_tokens {max_new_tokens} exceeds the {ctx_len}-token context "
-                                  f"minus the prompt; completions are capped at the context length")
-                            warned = True
-                        texts[p.id] = text
-                        for j in range(n):
-                            prompts.append(ids)
-                            seeds.append(sample_seed(seed, b.name, p.id, j))
-                            budgets.append(min(max_new_tokens, room))
-                    chunks.append(Chunk(key=(b.name, start), prompts=prompts, seeds=seeds, max_new_tokens=budgets))
-                    meta[(b.name, start)] = (probs, texts)
+                jobs, texts = _make_jobs(tok, b, todo, settings, pool.max_model_len)
+                by_id = {p.id: p for p in todo}
                 t0 = time.perf_counter()
-                for key, outs in pool.run(chunks, temperature, top_p):
-                    probs, texts = meta.pop(key)
-                    _write_chunk(b, probs, texts, outs, store, n)
-                    bar.update(len(probs))
+                for pid, outs in pool.run(jobs, temperature, top_p, max_batch):
+                    _write_problem(b, by_id[pid], texts[pid], outs, store)
+                    gen_problems += 1
+                    bar.update(1)
                 gen_time += time.perf_counter() - t0
-                gen_problems += len(todo)
         finally:
             bar.close()
             pool.close()
@@ -239,22 +214,44 @@ def evaluate(
     return results
 
 
-def _write_chunk(b: Benchmark, probs: list[Problem], texts: dict[str, str], outs: list, store: SampleStore,
-                 n: int) -> None:
-    """Grade one chunk (one reward call for all its samples) and append each problem's n samples."""
+def _make_jobs(tok: Any, b: Benchmark, todo: list[Problem], settings: EvalSettings,
+               ctx_len: int) -> tuple[list[Any], dict[str, str]]:
+    """One generation job per problem: n copies of its token ids, one seed per sample."""
+    from nemo_r1.eval.parallel import Job
+
+    jobs, texts = [], {}
+    capped = 0
+    for p in todo:
+        text = build_prompt(tok, p, b, settings)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        room = ctx_len - len(ids)
+        if room < 1:
+            raise DataError(f"{b.name} problem {p.id}: its prompt of {len(ids)} tokens does not fit the "
+                            f"{ctx_len}-token context; raise --max-model-len or drop the problem")
+        capped += room < settings.max_new_tokens
+        texts[p.id] = text
+        budget = min(settings.max_new_tokens, room)
+        jobs.append(Job(key=p.id, prompts=[ids] * settings.n,
+                        seeds=[sample_seed(settings.seed, b.name, p.id, j) for j in range(settings.n)],
+                        max_new_tokens=[budget] * settings.n))
+    if capped:
+        print(f"note: {b.name}: {capped} problem(s) get fewer than {settings.max_new_tokens} new tokens "
+              f"(prompt + completion must fit the {ctx_len}-token context)")
+    return jobs, texts
+
+
+def _write_problem(b: Benchmark, p: Problem, text: str, outs: list, store: SampleStore) -> None:
+    """Grade one problem's samples (one reward call) and append them in one atomic write."""
     completions = [o.text for o in outs]
     if b.kind == "code":
-        graded = grade_code(completions, [p.row for p in probs for _ in range(n)])
+        graded = grade_code(completions, [p.row] * len(outs))
     else:
-        graded = grade_math(completions, [p.gold for p in probs for _ in range(n)])
-    for i, p in enumerate(probs):
-        recs = []
-        for j in range(n):
-            o, g = outs[i * n + j], graded[i * n + j]
-            recs.append({"id": p.id, "sample": j, "prompt": texts[p.id], "completion": o.text,
-                         "answer": g.answer, "gold": p.gold, "correct": g.correct, "length": len(o.token_ids),
-                         "finish_reason": o.finish_reason})
-        store.append_problem(recs)
+        graded = grade_math(completions, [p.gold] * len(outs))
+    store.append_problem([
+        {"id": p.id, "sample": j, "prompt": text, "completion": o.text, "answer": g.answer, "gold": p.gold,
+         "correct": g.correct, "length": len(o.token_ids), "finish_reason": o.finish_reason}
+        for j, (o, g) in enumerate(zip(outs, graded, strict=True))
+    ])
 
 
 def _finite(x: Any) -> Any:

@@ -31,7 +31,7 @@ def test_same_seed_same_samples_whatever_the_batching(tiny_model, engine, tmp_pa
     data = write_jsonl(tmp_path / "d.jsonl", math_rows(5))
     a = evaluate(tiny_model, data=str(data), seed=0, out_dir=tmp_path / "a", engine=engine, **SETTINGS)
     b = evaluate(tiny_model, data=str(data), seed=0, out_dir=tmp_path / "b", engine=engine,
-                 chunk_sequences=2, **SETTINGS)  # one problem per batch instead of all five
+                 max_batch=2, **SETTINGS)  # one problem per batch instead of all five
     c = evaluate(tiny_model, data=str(data), seed=1, out_dir=tmp_path / "c", engine=engine, **SETTINGS)
     sa, sb, sc = (by_key(read_samples(tmp_path / d / "samples" / "d.jsonl")) for d in "abc")
     assert len(sa) == 10
@@ -52,7 +52,7 @@ def test_resume_after_kill_gives_the_uninterrupted_samples(tiny_model, engine, t
     samples = out / "samples" / "d.jsonl"
     cmd = [sys.executable, "-m", "nemo_r1.eval.cli", "--model", tiny_model, "--data", str(data), "--n", "2",
            "--temperature", "0.8", "--max-new-tokens", "12", "--seed", "3", "--out", str(out),
-           "--chunk-sequences", "2", "--kv-cache-gib", "0.25", "--no-progress"]
+           "--max-batch", "2", "--kv-cache-gib", "0.25", "--no-progress"]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", VLLM_LOGGING_LEVEL="ERROR")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
@@ -110,7 +110,7 @@ def test_settings_change_in_same_out_dir_is_refused(tiny_model, engine, tmp_path
 def test_data_parallel_workers_match_one_process(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", math_rows(6))
     kw = dict(n=1, temperature=0.0, max_new_tokens=8, backend="hf", progress=False, print_table=False,
-              chunk_sequences=2)
+              max_batch=2)
     evaluate(tiny_model, data=str(data), out_dir=tmp_path / "one", dp=1, **kw)
     evaluate(tiny_model, data=str(data), out_dir=tmp_path / "two", dp=2, **kw)
     one = by_key(read_samples(Path(tmp_path / "one" / "samples" / "d.jsonl")))
