@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -112,6 +112,12 @@ class Rollout:
     """Log-probability of each completion token under the sampling distribution (len == ids)."""
     finish_reason: str
     """`stop` (EOS or a stop string) or `length` (hit max_new_tokens)."""
+    stop_string: str | None = None
+    """The stop string that ended the sample (None for EOS or length)."""
+    sampled_mask: list[bool] | None = None
+    """None: every completion token was sampled. Budget forcing inserts tokens the policy did not
+    sample ("Wait", a forced `</think>`): False there, and their logprobs are 0 placeholders, so
+    the trainer must leave them out of the loss."""
 
     @property
     def truncated(self) -> bool:
@@ -121,6 +127,8 @@ class Rollout:
 @runtime_checkable
 class Generator(Protocol):
     """What trainers and eval call; `VLLMEngine` and `HFGenerator` implement it."""
+
+    tokenizer: Any
 
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
                  sampling: SamplingConfig) -> list[Rollout]: ...

@@ -86,6 +86,7 @@ class HFGenerator:
                 reason = "stop"
                 break
         text = self.tokenizer.decode(toks, skip_special_tokens=True)
+        hit = None
         if sampling.stop:
             # generate ends a row at a stop string and pads it (pad may be EOS): cut the text there
             # and keep the tokens up to the one that completed the stop string
@@ -93,7 +94,7 @@ class HFGenerator:
             if hit is not None:
                 toks = _trim_after_stop(toks, self.tokenizer, hit)
                 reason = "stop"
-        return Rollout(i, j, list(prompt), toks, text, lps[:len(toks)], reason)
+        return Rollout(i, j, list(prompt), toks, text, lps[:len(toks)], reason, hit)
 
     @torch.inference_mode()
     def score(self, sequences: Sequence[Sequence[int]]) -> list[list[float]]:

@@ -136,7 +136,8 @@ class VLLMEngine:
         lps = [float(d[t].logprob) for t, d in zip(toks, c.logprobs, strict=True)]
         if c.finish_reason not in ("stop", "length"):
             raise RuntimeError(f"vLLM request for prompt {i} ended with {c.finish_reason!r}")
-        return Rollout(i, j, list(prompt), toks, c.text, lps, c.finish_reason)
+        stop = c.stop_reason if isinstance(c.stop_reason, str) else None
+        return Rollout(i, j, list(prompt), toks, c.text, lps, c.finish_reason, stop)
 
     def _check_lengths(self, ids: list[list[int]], max_new: int) -> None:
         for i, p in enumerate(ids):
