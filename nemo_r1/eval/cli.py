@@ -91,7 +91,8 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
         if ns.backend == "lighteval":
             from nemo_r1.eval.lighteval_bridge import evaluate_lighteval
 
-            evaluate_lighteval(model, tasks=benches or ["aime24", "math_500"], tp=ns.tp, **common)
+            evaluate_lighteval(model, tasks=benches or ["aime24", "math_500"], tp=ns.tp, max_batch=ns.max_batch,
+                               kv_cache_gib=ns.kv_cache_gib, **common)
         else:
             from nemo_r1.eval.runner import evaluate
 
