@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import math_rows, read_samples, write_jsonl
+from eval_helpers import math_rows, read_samples, write_jsonl
 
 from nemo_r1.eval.engines import EngineSpec, VllmEngine
 from nemo_r1.eval.runner import evaluate
