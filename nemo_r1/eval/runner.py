@@ -27,7 +27,7 @@ from nemo_r1.eval.benchmarks import (
     load_problems,
     math_user_message,
 )
-from nemo_r1.eval.engines import EngineSpec
+from nemo_r1.eval.engines import EngineSpec, as_engine
 from nemo_r1.eval.grading import grade_code, grade_math
 from nemo_r1.eval.scores import ProblemSamples, default_ks, summarize
 from nemo_r1.eval.store import SampleStore, atomic_write_text
@@ -141,7 +141,8 @@ def evaluate(
 
     pass@1 averages n samples per problem; temperature 0 is greedy. Writes out_dir/results.json,
     out_dir/samples/<benchmark>.jsonl and out_dir/settings.json; a rerun resumes. `engine`: an
-    already built engine (e.g. a trainer's colocated one) to reuse instead of starting one.
+    engine to reuse instead of starting one: an eval engine, or a trainer's rollout `VLLMEngine` /
+    `Generator` (then evaluation runs on the policy's current weights).
     """
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
@@ -179,7 +180,7 @@ def evaluate(
 
         spec = EngineSpec(model=model_path, backend=backend, tp=tp, seed=seed, max_model_len=max_model_len,
                           hf_batch_size=hf_batch_size, kv_cache_gib=kv_cache_gib)
-        pool = EnginePool(spec, dp=dp, engine=engine)
+        pool = EnginePool(spec, dp=dp, engine=as_engine(engine) if engine is not None else None)
         bar = tqdm(total=total_todo, unit="problem", desc="eval", disable=not progress, dynamic_ncols=True)
         try:
             for b, _, store, todo in plans:
