@@ -9,7 +9,6 @@ whose check timed out counts as wrong. Code (MBPP+) runs in the rewards sandbox.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -42,7 +41,9 @@ def gold_parses(gold: str | None) -> bool:
 
 def grade_math(completions: list[str], golds: list[str | None]) -> list[Graded]:
     """Grade a batch of completions, each against its own gold (one reward call: the pool is used)."""
-    scores = _accuracy()(completions, answer=golds)
+    from nemo_r1.rewards import get_reward
+
+    scores = get_reward("accuracy")(completions, answer=golds)
     out = []
     for c, g, s in zip(completions, golds, scores, strict=True):
         ok = gold_parses(g)
@@ -50,38 +51,13 @@ def grade_math(completions: list[str], golds: list[str | None]) -> list[Graded]:
     return out
 
 
-def _accuracy() -> Any:
-    try:
-        from nemo_r1.rewards import get_reward
-    except ImportError:  # TODO(rewards, issue 5): remove once nemo_r1.rewards exports get_reward
-        from nemo_r1.rewards.accuracy import AccuracyParams, accuracy
-
-        return lambda completions, **cols: accuracy(completions, AccuracyParams(), **cols)
-    return get_reward("accuracy")
-
-
-_CODE_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
-
-
-def extract_code(text: str) -> str | None:
-    """The last fenced code block, else the text itself when it already looks like code."""
-    blocks = _CODE_BLOCK.findall(text)
-    if blocks:
-        return blocks[-1].strip() or None
-    return text.strip() if re.search(r"^\s*def \w+\(", text, re.MULTILINE) else None
-
-
 def grade_code(completions: list[str], rows: list[dict[str, Any]]) -> list[Graded]:
-    """MBPP+: a sample is correct when its code passes every base and plus test in the sandbox.
-
-    The extracted code is the `answer` (maj@n then votes on identical programs).
-    """
+    """MBPP+: a sample is correct when its last ```python block passes every base and plus test in
+    the rewards sandbox. The extracted code is the `answer` (maj@n votes on identical programs)."""
     from nemo_r1.rewards import get_reward
+    from nemo_r1.rewards.code import extract_code
 
-    codes = [extract_code(c) for c in completions]
-    reward = get_reward("code", binary=True)
-    columns = {k: [r.get(k) for r in rows] for k in ("entry_point", "base_input", "plus_input", "atol",
-                                                      "canonical_solution", "task_id")}
-    scores = reward([c or "" for c in codes], **columns)
-    return [Graded(c, None if s is None else bool(c is not None and s >= 1.0))
-            for c, s in zip(codes, scores, strict=True)]
+    columns = {k: [r.get(k) for r in rows] for k in ("entry_point", "canonical_solution", "base_input",
+                                                      "plus_input", "atol", "task_id", "prompt")}
+    scores = get_reward("code", scoring="binary")(completions, **columns)
+    return [Graded(extract_code(c), None if s is None else s >= 1.0) for c, s in zip(completions, scores, strict=True)]

@@ -12,7 +12,7 @@ from nemo_r1.eval.benchmarks import (
     gsm8k_gold,
     load_problems,
 )
-from nemo_r1.eval.grading import extract_code, gold_parses, grade_math
+from nemo_r1.eval.grading import gold_parses, grade_code, grade_math
 
 
 def test_grade_math_cases():
@@ -41,10 +41,13 @@ def test_gsm8k_gold():
     assert gsm8k_gold("no marker") is None
 
 
-def test_extract_code():
-    assert extract_code("Here:\n```python\ndef f(x):\n    return x\n```\nDone") == "def f(x):\n    return x"
-    assert extract_code("def g():\n    pass") == "def g():\n    pass"
-    assert extract_code("I cannot do that") is None
+def test_mbppplus_graded_in_the_sandbox():
+    rows = load_problems(get_benchmark("mbppplus"), limit=2)
+    good = [f"Here it is:\n```python\n{p.row['canonical_solution']}\n```" for p in rows]
+    bad = ["```python\ndef nothing():\n    return 0\n```", "I cannot write code."]
+    g = grade_code(good + bad, [p.row for p in rows] * 2)
+    assert [x.correct for x in g] == [True, True, False, False]
+    assert g[0].answer.strip() == rows[0].row["canonical_solution"].strip() and g[3].answer is None
 
 
 @pytest.mark.parametrize("name", list(BENCHMARKS))
