@@ -6,7 +6,8 @@ follows the real architecture instead of a "7B" label. Memory model (bytes per G
 - grads: fp32 main grads (Megatron accumulates in fp32 by default);
 - optimizer: Adam fp32 master + two moments = 12 B/param, / DP with the distributed optimizer;
 - activations: per transformer layer with flash attention (no s^2 scores), bf16, SwiGLU:
-  s*b*(10h + 2(h_q + 2h_kv) + 8f) bytes, divided by TP with sequence parallelism (LayerNorm inputs
+  s*b*(10h + 2(h_q + 2h_kv) + 6f) bytes (Megatron's fused SwiGLU keeps fc1's 2f-wide output and
+  fc2's f-wide input), divided by TP with sequence parallelism (LayerNorm inputs
   stay replicated without it); 1F1B keeps PP micro-batches in flight on stage 0, so stage 0
   holds about all layers' worth; full recomputation keeps only each layer's 2sbh input
   (Korthikanti et al. 2022, adapted to GQA/SwiGLU); plus fp32 logits and their grad on the last stage;
@@ -162,7 +163,7 @@ def estimate(shape: ModelShape, tp: int, pp: int, dp: int, *, seq_len: int, micr
     s, b, h, f = seq_len, micro_batch_size, shape.hidden, (shape.moe_ffn * max(shape.experts_per_token, 1)
                                                            if shape.experts else shape.ffn)
     ln_inputs = 4 * s * b * h  # the two LayerNorm inputs: split by TP only with sequence parallelism
-    rest = s * b * (6 * h + 2 * (shape.q_dim + 2 * shape.kv_dim) + 8 * f)
+    rest = s * b * (6 * h + 2 * (shape.q_dim + 2 * shape.kv_dim) + 6 * f)
     full_layer = (ln_inputs / tp if sequence_parallel else ln_inputs) + rest / tp
     if recompute:  # keep each layer's input; rebuild one layer at a time in the backward pass
         act = shape.layers * 2 * s * b * h / (tp if sequence_parallel else 1) + full_layer
