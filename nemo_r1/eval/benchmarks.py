@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-"""The DeepSeek-R1 / open-r1 evaluation instruction, appended to every math problem."""
-
 CODE_INSTRUCTION = (
     "Write a Python function that solves the task below and passes the example test. "
     "Return only the code in a single ```python code block."
@@ -172,10 +169,6 @@ def data_benchmark(path: str | Path, columns: dict[str, str] | None = None, kind
         answer_key=columns.get("answer", "answer"),
         id_key=columns.get("id", "id"),
     )
-
-
-def math_user_message(problem: str) -> str:
-    return f"{problem}\n{BOXED_INSTRUCTION}"
 
 
 def code_user_message(row: dict[str, Any]) -> str:

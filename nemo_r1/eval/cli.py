@@ -36,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--dp", type=int, default=1, help="data-parallel engines (processes)")
     p.add_argument("--tp", type=int, default=1, help="tensor parallel size of each engine (GPU)")
-    p.add_argument("--system-prompt", default=None)
-    p.add_argument("--no-chat-template", action="store_true", help="send the raw prompt (base models)")
+    p.add_argument("--system-prompt", default=None, help="`r1` (the R1-Zero system prompt) or any text")
+    p.add_argument("--chat-template", default=None,
+                   help="default: the tokenizer's; chatml, chatml_think (prefills <think>), r1_zero, a .jinja "
+                        "file, or `none` (raw text, for base models without a template)")
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--max-batch", type=int, default=256,
                    help="sequences in flight per engine (vLLM refills as they finish; HF runs chunks of this)")
@@ -97,7 +99,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
             from nemo_r1.eval.runner import evaluate
 
             evaluate(model, benchmarks=benches, data=ns.data, columns=parse_columns(ns.columns),
-                     backend=ns.backend, dp=ns.dp, tp=ns.tp, chat_template=not ns.no_chat_template,
+                     backend=ns.backend, dp=ns.dp, tp=ns.tp, chat_template=ns.chat_template,
                      max_batch=ns.max_batch, hf_batch_size=ns.hf_batch_size, kv_cache_gib=ns.kv_cache_gib,
                      overwrite=ns.overwrite,
                      progress=not ns.no_progress, **common)

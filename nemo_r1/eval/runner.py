@@ -25,7 +25,6 @@ from nemo_r1.eval.benchmarks import (
     data_benchmark,
     get_benchmark,
     load_problems,
-    math_user_message,
 )
 from nemo_r1.eval.engines import EngineSpec, as_engine
 from nemo_r1.eval.grading import grade_code, grade_math
@@ -48,7 +47,10 @@ class EvalSettings:
     max_new_tokens: int = 32768
     seed: int = 0
     system_prompt: str | None = None
-    chat_template: bool = True
+    """None, `r1` (the R1-Zero system prompt) or any text (nemo_r1.data.templates)."""
+    chat_template: str | None = None
+    """None = the tokenizer's; a built-in name (chatml, chatml_think, r1_zero), a .jinja path, or
+    `none` = raw text without any template (base models)."""
     backend: str = "vllm"
     benchmarks: list[str] = field(default_factory=list)
 
@@ -66,13 +68,17 @@ def sample_seed(seed: int, bench: str, pid: str, index: int) -> int:
 
 
 def build_prompt(tokenizer: Any, problem: Problem, bench: Benchmark, settings: EvalSettings) -> str:
-    """The exact text sent to the model (stored with every sample)."""
-    user = code_user_message(problem.row) if bench.kind == "code" else math_user_message(problem.problem)
-    if settings.chat_template and getattr(tokenizer, "chat_template", None):
-        msgs = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
-        msgs.append({"role": "user", "content": user})
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    return (settings.system_prompt + "\n\n" if settings.system_prompt else "") + user + "\n"
+    """The exact text sent to the model (stored with every sample): the data layer's messages
+    (problem + the \\boxed instruction, as in GRPO training) rendered with the chat template."""
+    from nemo_r1.data.templates import BOXED_SUFFIX, problem_messages, render_prompt
+
+    if bench.kind == "code":
+        msgs = problem_messages(code_user_message(problem.row), settings.system_prompt, suffix="")
+    else:
+        msgs = problem_messages(problem.problem, settings.system_prompt, suffix=BOXED_SUFFIX)
+    if settings.chat_template == "none":
+        return "\n\n".join(m["content"] for m in msgs) + "\n"
+    return render_prompt(msgs, tokenizer, settings.chat_template)
 
 
 def resolve_model(model: str, out_dir: Path) -> str:
@@ -127,7 +133,7 @@ def evaluate(
     dp: int = 1,
     tp: int = 1,
     system_prompt: str | None = None,
-    chat_template: bool = True,
+    chat_template: str | None = None,
     max_batch: int = 256,
     max_model_len: int | None = None,
     hf_batch_size: int = 16,
@@ -171,6 +177,7 @@ def evaluate(
         if store.repaired:
             print(f"{b.name}: dropped {store.repaired} incomplete sample line(s) of an interrupted run")
         todo = [p for p in problems if p.id not in store.done]
+        _check_prompts(tok, b, problems, store, settings)
         plans.append((b, problems, store, todo))
     total_todo = sum(len(t) for *_, t in plans)
 
@@ -213,6 +220,18 @@ def evaluate(
     if print_table:
         print(markdown_table(results))
     return results
+
+
+def _check_prompts(tok: Any, b: Benchmark, problems: list[Problem], store: SampleStore,
+                   settings: EvalSettings) -> None:
+    """Samples on disk must come from the prompt we would send now (template or code changes)."""
+    for p in problems:
+        if p.id in store.done:
+            old = store.done[p.id][0].get("prompt")
+            if old != build_prompt(tok, p, b, settings):
+                raise DataError(f"{store.path}: problem {p.id!r} was sampled with a different prompt than "
+                                "this run builds (template, system prompt or code changed); use a new --out")
+            return
 
 
 def _make_jobs(tok: Any, b: Benchmark, todo: list[Problem], settings: EvalSettings,

@@ -105,6 +105,11 @@ def test_settings_change_in_same_out_dir_is_refused(tiny_model, engine, tmp_path
     with pytest.raises(DataError, match="temperature"):
         evaluate(tiny_model, data=str(data), out_dir=tmp_path / "o", engine=engine,
                  **{**SETTINGS, "temperature": 0.5})
+    # samples made from another prompt (e.g. an older template) are refused, not mixed in
+    samples = tmp_path / "o" / "samples" / "d.jsonl"
+    samples.write_text(samples.read_text().replace("Please reason step by step", "Reason step by step"))
+    with pytest.raises(DataError, match="different prompt"):
+        evaluate(tiny_model, data=str(data), out_dir=tmp_path / "o", engine=engine, **SETTINGS)
 
 
 def test_data_parallel_workers_match_one_process(tiny_model, tmp_path):
