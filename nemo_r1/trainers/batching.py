@@ -20,17 +20,20 @@ class TrainBatch:
     rollout_logprobs: Tensor  # [B, L-1] float, the engine's logprobs on completion tokens, 0 elsewhere
     advantages: Tensor  # [B]
     lengths: Tensor  # [B] real tokens per sequence
+    old_logprobs: Tensor | None = None  # [B, L-1] policy logprobs before this step's updates (mu > 1)
 
     def select(self, idx: Tensor | list[int]) -> TrainBatch:
         idx = torch.as_tensor(idx, dtype=torch.long)
+        old = self.old_logprobs[idx] if self.old_logprobs is not None else None
         return TrainBatch(self.tokens[idx], self.mask[idx], self.rollout_logprobs[idx], self.advantages[idx],
-                          self.lengths[idx])
+                          self.lengths[idx], old)
 
     def trim(self) -> TrainBatch:
         """Drop padding columns past the longest sequence (after selecting a micro-batch)."""
         L = int(self.lengths.max())
+        old = self.old_logprobs[:, : L - 1] if self.old_logprobs is not None else None
         return TrainBatch(self.tokens[:, :L], self.mask[:, : L - 1], self.rollout_logprobs[:, : L - 1],
-                          self.advantages, self.lengths)
+                          self.advantages, self.lengths, old)
 
 
 def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]],

@@ -1,0 +1,204 @@
+"""The GRPO loop itself: set up ranks, policy, engine, data and rewards; then step until done.
+
+Kept apart from `grpo.py` (the per-step pieces, testable without a model) so each file reads in
+one sitting. See `grpo.py` for the data flow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from nemo_r1.config import Config, save_config, to_dict
+from nemo_r1.trainers.grpo import (
+    PromptSampler,
+    build_train_batch,
+    reward_metrics,
+    rollout_metrics,
+    score_rollouts,
+    select_groups,
+    train_on_batch,
+    write_samples,
+)
+from nemo_r1.trainers.lifecycle import StopFlag, step_seed
+
+
+def resolve_model(path: str) -> str:
+    """`embedded:smollm2` -> the cached HF dir (built once, by the first rank)."""
+    if path != "embedded:smollm2":
+        return path
+    from nemo_r1.embedded import ensure_smollm2
+
+    if dist.is_initialized() and dist.get_rank() != 0:
+        dist.barrier()
+        return str(ensure_smollm2())
+    out = str(ensure_smollm2())
+    if dist.is_initialized():
+        dist.barrier()
+    return out
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    ckpts = sorted((output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    ckpts = [c for c in ckpts if (c / "COMPLETE").exists()]
+    return ckpts[-1] if ckpts else None
+
+
+def _resume_dir(cfg: Config) -> Path | None:
+    if cfg.train.resume == "none":
+        return None
+    if cfg.train.resume == "auto":
+        return _latest_checkpoint(Path(cfg.output_dir))
+    path = Path(cfg.train.resume)
+    if not (path / "COMPLETE").exists():
+        raise FileNotFoundError(f"train.resume={cfg.train.resume!r}: no complete checkpoint there")
+    return path
+
+
+def _prune(output_dir: Path, keep: int) -> None:
+    if keep <= 0:
+        return
+    done = sorted((p for p in (output_dir / "checkpoints").glob("step_*") if (p / "COMPLETE").exists()),
+                  key=lambda p: int(p.name.split("_")[1]))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:
+    path = Path(cfg.output_dir) / "checkpoints" / f"step_{step}"
+    policy.save(path, {"step": step})
+    if dist.is_initialized():
+        dist.barrier()
+    if is_rank0:
+        (path / "COMPLETE").write_text(str(step))
+        _prune(Path(cfg.output_dir), cfg.checkpoint.keep)
+
+
+def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  # noqa: C901 - the loop
+    """Run GRPO to `train.max_steps`; returns the metrics rows logged (on rank 0)."""
+    from transformers import AutoTokenizer
+
+    from nemo_r1.data.config import DataConfig
+    from nemo_r1.data.formats import load_examples
+    from nemo_r1.metrics import MetricsLogger
+    from nemo_r1.rewards import combine_rewards
+    from nemo_r1.rollout.base import EngineConfig, SamplingConfig
+    from nemo_r1.trainers.megatron_policy import build_policy, replica_info
+
+    torch.manual_seed(cfg.train.seed)
+    hf_dir = resolve_model(cfg.model.path)
+    if policy is None:
+        policy = build_policy(cfg, hf_dir)
+    replica, replicas, replica_group, dp_group, is_rank0 = replica_info()
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    dcfg = DataConfig(**{k: v for k, v in to_dict(cfg)["data"].items()})
+    examples = load_examples(dcfg, tokenizer).examples
+    reward_fn = combine_rewards(cfg.rewards)
+    if rollout is None:
+        from nemo_r1.rollout.colocated import ColocatedRollout
+
+        ecfg = EngineConfig(backend=cfg.rollout.backend, seed=cfg.train.seed,
+                            max_model_len=cfg.train.max_seq_len, refit_bucket_mb=cfg.rollout.refit_bucket_mb,
+                            gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
+        rollout = ColocatedRollout(hf_dir, ecfg, group=replica_group, tp=cfg.parallel.tensor)
+
+    start = 0
+    resume_from = _resume_dir(cfg)
+    if resume_from is not None:
+        start = int(policy.load(resume_from)["step"])
+        rollout.refit(policy.hf_weights())  # the engine must sample from the restored weights
+        if is_rank0:
+            print(f"[grpo] resumed from {resume_from} (step {start})", flush=True)
+    out = Path(cfg.output_dir)
+    if is_rank0:
+        save_config(cfg, out)
+    log = MetricsLogger(out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                        run_config=to_dict(cfg), resume_step=start if resume_from else None) if is_rank0 else None
+    sampler = PromptSampler(len(examples), cfg.train.seed)
+    G, P = cfg.grpo.num_generations, cfg.grpo.prompts_per_step
+    if P % replicas:
+        raise ValueError(f"grpo.prompts_per_step={P} must be a multiple of the data-parallel size {replicas}")
+    rows_logged: list[dict[str, Any]] = []
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", disable=not is_rank0, dynamic_ncols=True)
+    with StopFlag() as stop:
+        for step in range(start, cfg.train.max_steps):
+            t_step = time.perf_counter()
+            sampling = SamplingConfig(n=G, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                      top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
+                                      stop=list(cfg.rollout.stop), seed=step_seed(cfg.train.seed, step, f"gen{replica}"))
+            t0 = time.perf_counter()
+            idx = sampler.for_step(step, P, replica, replicas)
+            rows = [examples[i] for i in idx]
+            rollouts = rollout.generate([r["prompt"] for r in rows], sampling)
+            rewards, valid, per_name = score_rollouts(rows, rollouts, G, reward_fn)
+            gen_rollouts, gen_rewards, gen_valid, gen_rows = list(rollouts), rewards, valid, list(rows)
+            if cfg.grpo.dynamic_sampling:
+                from nemo_r1.trainers.batching import informative_groups
+
+                keep = informative_groups(rewards, G)
+                rollouts, rewards, valid = select_groups(rollouts, rewards, valid, G, keep)
+                for refill in range(1, cfg.grpo.max_refill_rounds + 1):
+                    if len(rollouts) >= len(gen_rollouts):
+                        break
+                    extra_rows = [examples[i] for i in sampler.for_step(step, P, replica, replicas, refill)]
+                    more = rollout.generate([r["prompt"] for r in extra_rows], sampling)
+                    r2, v2, _ = score_rollouts(extra_rows, more, G, reward_fn)
+                    for r in more:
+                        r.prompt_index += len(rows)
+                    rows = rows + extra_rows
+                    more, r2, v2 = select_groups(more, r2, v2, G, informative_groups(r2, G))
+                    rollouts, rewards, valid = rollouts + more, torch.cat([rewards, r2]), torch.cat([valid, v2])
+                n = min(len(rollouts), len(gen_rollouts))
+                rollouts, rewards, valid = rollouts[:n], rewards[:n], valid[:n]
+            generate_s = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            metrics: dict[str, Any] = {}
+            if rollouts:
+                batch = build_train_batch(cfg, rollouts, rewards, valid, pad_id)
+                counts = torch.tensor([batch.mask.sum().item(), float(len(rollouts))])
+                if replicas > 1:
+                    dist.all_reduce(counts, group=dp_group)
+                metrics = train_on_batch(cfg, policy, batch, float(counts[0]), float(counts[1]))
+            train_s = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            refit = rollout.refit(policy.hf_weights())
+            refit_s = time.perf_counter() - t0
+
+            row = reward_metrics(gen_rewards, gen_valid, per_name, G)
+            row.update(rollout_metrics(gen_rollouts, generate_s))
+            row.update({f"train/{k}": v for k, v in metrics.items() if k != "logprobs"})
+            row.update({"timing/step_s": time.perf_counter() - t_step, "timing/generate_s": generate_s,
+                        "timing/train_s": train_s, "timing/refit_s": refit_s,
+                        "rollout/refit_mb": refit.bytes / 2**20 if getattr(refit, "bytes", None) else 0.0})
+            if is_rank0:
+                log.log(step + 1, row)
+                rows_logged.append({"step": step + 1, **row})
+                if cfg.grpo.samples_every and (step + 1) % cfg.grpo.samples_every == 0:
+                    write_samples(out / "samples.jsonl", step + 1, gen_rows, gen_rollouts, gen_rewards)
+                bar.set_postfix(reward=f"{row['reward/mean']:.3f}", step_s=f"{row['timing/step_s']:.1f}")
+                bar.update(1)
+            done = step + 1 == cfg.train.max_steps
+            if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stop.stop or \
+                    (done and cfg.checkpoint.save_final):
+                save(policy, cfg, step + 1, is_rank0)
+            if stop.stop:
+                break
+    bar.close()
+    if log is not None:
+        log.close()
+        if cfg.logging.plots:
+            from nemo_r1.plot import plot_metrics
+
+            plot_metrics(out, smooth=5)
+    return rows_logged
