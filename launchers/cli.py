@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import submitit
 import yaml
 
 from launchers.launch import LaunchOptions, gather, launch, launch_array
@@ -151,33 +152,43 @@ def substitute(argv: list[str], values: dict[str, str]) -> list[str]:
     return out
 
 
-def launch_command(opts: LaunchOptions, sub_argv: list[str], shards: list[dict[str, str]] | None = None,
-                   wait: bool = True) -> int:
-    """Submit `nemo-r1 <sub_argv>` (one job, or one shard per placeholder set); report; exit code."""
+def submit_command(opts: LaunchOptions, sub_argv: list[str],
+                   shards: list[dict[str, str]] | None = None) -> list[submitit.Job]:
+    """Submit `nemo-r1 <sub_argv>` as one job, or one array shard per placeholder set."""
     if not sub_argv:
         raise SystemExit("nemo-r1 launch: no command after `--` (e.g. `-- grpo --config configs/grpo/x.yaml`)")
     if shards is None:
         job = launch(opts, CliEntry(sub_argv))
         print(f"[launch] submitted job {job.job_id} ({opts.executor}, {opts.nodes} node(s) x {opts.tasks_per_node} "
-              f"task(s)): nemo-r1 {' '.join(sub_argv)}\n  logs: {job.paths.stdout} / .err".replace("%t", "0"))
-        if not wait:
-            return 0
-        result = gather([job], progress=False)
-        if result.ok:
-            print(f"[launch] job {job.job_id} finished")
-            return 0
-        print(result.failures[0].error, file=sys.stderr)
-        print(result.summary(), file=sys.stderr)
-        return 1
-    calls = [(CliEntry(substitute(sub_argv, v)), (), {}) for v in shards]
-    jobs = launch_array(opts, calls)
+              f"task(s)): nemo-r1 {' '.join(sub_argv)}\n  logs: {_log(job.paths.stdout)} (.err beside it)")
+        return [job]
+    jobs = launch_array(opts, [(CliEntry(substitute(sub_argv, v)), (), {}) for v in shards])
     for v, job in zip(shards, jobs, strict=True):
         print(f"[launch] shard {v['shard']}: job {job.job_id}: nemo-r1 {' '.join(substitute(sub_argv, v))}")
-    if not wait:
-        return 0
-    result = gather(jobs)
-    print(result.summary())
+    return jobs
+
+
+def _log(p: Path) -> str:
+    return str(p).replace("%t", "0")
+
+
+def report(jobs: list[submitit.Job], progress: bool = True) -> int:
+    """Wait for the jobs, print the outcome (tracebacks and log paths of failures); exit code."""
+    result = gather(jobs, progress=progress and len(jobs) > 1)
+    if len(jobs) == 1:
+        if result.ok:
+            print(f"[launch] job {jobs[0].job_id} finished")
+            return 0
+        print(result.failures[0].error, file=sys.stderr)
+    print(result.summary(), file=sys.stderr if not result.ok else sys.stdout)
     return 0 if result.ok else 1
+
+
+def launch_command(opts: LaunchOptions, sub_argv: list[str], shards: list[dict[str, str]] | None = None,
+                   wait: bool = True) -> int:
+    """Submit, then (unless wait=False) wait and report; the exit code of `nemo-r1 launch`."""
+    jobs = submit_command(opts, sub_argv, shards)
+    return report(jobs) if wait else 0
 
 
 def launch_cli(argv: list[str]) -> int:

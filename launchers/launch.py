@@ -69,7 +69,7 @@ class LaunchOptions:
             raise ValueError(f"the local executor runs on this machine only (nodes={self.nodes}); "
                              "use --executor slurm for multi-node jobs")
         minutes = time_minutes(self.time)
-        if minutes * 60 <= self.signal_delay_s + 60:
+        if minutes * 60 < self.signal_delay_s + 60:
             raise ValueError(f"time={self.time!r} leaves no room for signal_delay_s={self.signal_delay_s}: Slurm "
                              "signals up to 30 s before that, possibly while Python is still starting; lower "
                              "signal_delay_s or raise the time limit")

@@ -119,8 +119,10 @@ class LocalSlurm:
         Slurm daemons go first, all at once (their state is thrown away, so order among them does
         not matter and waiting ~2 s each adds up), then MariaDB, then munged which they all use.
         """
+        self._cancel_jobs()
         slurm = [w for n, w in self._pids if n.startswith("slurm") and isinstance(w, Path)]
         _terminate([p for p in map(_read_pid, slurm) if p is not None])
+        _terminate(self._stray_stepds(), timeout_s=2)  # slurmstepd ignores SIGTERM: SIGKILL follows
         for name, where in reversed(self._pids):
             if isinstance(where, subprocess.Popen):  # a foreground child (mariadbd): reap it
                 if where.poll() is None:
@@ -137,6 +139,45 @@ class LocalSlurm:
         self._pids.clear()
         if self._owns_root and self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def _cancel_jobs(self, timeout_s: float = 30) -> None:
+        """Jobs left by a failed test would outlive slurmd (slurmstepd runs them): cancel and wait."""
+        if not any(n == "slurmctld" for n, _ in self._pids) or not self.conf.exists():
+            return
+        env = {**os.environ, **self.env}
+
+        def queued() -> list[str]:
+            r = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env, timeout=30)
+            return r.stdout.split() if r.returncode == 0 else []
+
+        try:
+            ids = queued()
+            if ids:
+                subprocess.run(["scancel", *ids], capture_output=True, env=env, timeout=30)
+            deadline = time.monotonic() + timeout_s
+            while ids and time.monotonic() < deadline:
+                time.sleep(0.5)
+                ids = queued()
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def _stray_stepds(self) -> list[int]:
+        """slurmstepd processes of this cluster that outlived slurmd (a job step whose node went
+        away). They are recognised by their working directory inside this cluster's runtime dir,
+        which no other process uses."""
+        if self.root is None:
+            return []
+        root, found = str(self.root.resolve()), []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                cwd = os.readlink(proc / "cwd").removesuffix(" (deleted)")
+            except OSError:
+                continue
+            if cwd == root or cwd.startswith(root + "/"):
+                found.append(int(proc.name))
+        return found
 
     def __enter__(self) -> LocalSlurm:
         return self.start()
@@ -197,6 +238,7 @@ MailProg=/bin/true
 ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
+SlurmdParameters=config_overrides
 InactiveLimit=0
 MinJobAge=300
 KillWait=5
@@ -323,6 +365,11 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            return True
+        try:  # a zombie (dead, not yet reaped by its parent) counts as gone
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except (OSError, IndexError):
             return True
         time.sleep(0.1)
     return False
