@@ -1,0 +1,42 @@
+"""Data settings, one small dataclass the lead composes into the config tree as `data`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FORMATS = ("problem", "messages", "text")
+
+
+@dataclass
+class DataConfig:
+    train: str = ""
+    """jsonl/json/parquet path, or an HF dataset name: `name`, `name:split` or `name:config:split`."""
+    eval: str = ""
+    """Optional held-out set in the same format."""
+    split: str = "train"
+    """Split of an HF dataset name when the name does not carry one."""
+    format: str = "problem"
+    """`problem` (prompt + gold answer), `messages` (chat SFT), or `text` (plain LM)."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Rename columns to the names the format expects, target: source, e.g. {problem: question}."""
+    system_prompt: str | None = None
+    """`r1` for the DeepSeek-R1 system prompt, any other string verbatim, null for none."""
+    prompt_suffix: str = "Please reason step by step, and put your final answer within \\boxed{}."
+    """Appended to each problem (after a blank line); empty for none."""
+    few_shot: list[dict[str, str]] = field(default_factory=list)
+    """Example exchanges put before each problem as earlier chat turns, [{user: ..., assistant: ...}];
+    small models copy an answer format from one or two examples far more reliably than from an
+    instruction (see nemo_r1.data.tasks)."""
+    chat_template: str | None = None
+    """None = the model's own; a built-in name (`chatml`, `chatml_think`, `r1_zero`), a .jinja path,
+    or a Jinja string. `chatml_think` prefills `<think>` like the R1-Distill templates do."""
+    skip_bad_rows: bool = False
+    """Skip and count malformed rows instead of failing on the first one."""
+    max_samples: int | None = None
+    """Use only the first N good rows."""
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"data.format={self.format!r} is not one of {list(FORMATS)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"data.max_samples must be >= 1 or null, got {self.max_samples}")

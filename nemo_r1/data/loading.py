@@ -1,0 +1,192 @@
+"""Read rows from jsonl/json/parquet files or HF dataset names, with errors that name file and line.
+
+Local jsonl/json is read line by line here (not by `datasets`' json builder) so that a broken row
+is reported as `train.jsonl:1234: ...`, non-UTF-8 bytes included; parquet files and hub names go
+through `datasets` (locations are then `file row N`). Every row is checked for the columns its
+format needs; a bad row raises `DataError`, or is skipped and counted when `skip_bad_rows` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REQUIRED = {"problem": ("problem", "answer"), "messages": ("messages",), "text": ("text",)}
+_LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+class DataError(ValueError):
+    """A data problem a user can fix: names the file and line (or row) and what to do."""
+
+
+@dataclass
+class Rows:
+    rows: list[dict[str, Any]]
+    source: str
+    skipped: int = 0
+    """Bad rows skipped (skip_bad_rows=True)."""
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def _iter_local(path: Path) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    """(location, row or None, error or None) for each row of a local file."""
+    if path.suffix == ".parquet":
+        import datasets
+
+        ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+        for i, row in enumerate(ds):
+            yield f"{path} row {i}", dict(row), None
+        return
+    raw = path.read_bytes()
+    if path.suffix == ".json" and raw.lstrip()[:1] in (b"[", b"{"):
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            line = raw[:e.start].count(b"\n") + 1
+            yield f"{path}:{line}", None, "not valid UTF-8 (re-encode the file as UTF-8)"
+            return
+        except json.JSONDecodeError as e:
+            if raw.lstrip()[:1] == b"{" and b"\n{" in raw:  # really JSON lines named .json
+                yield from _iter_lines(path, raw)
+                return
+            yield f"{path}:{e.lineno}", None, f"invalid JSON: {e.msg}"
+            return
+        if isinstance(data, dict):
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                yield str(path), None, "a .json file must hold a list of rows (or one key mapping to a list)"
+                return
+            data = lists[0]
+        for i, row in enumerate(data):
+            yield (f"{path} row {i}", row, None) if isinstance(row, dict) else \
+                (f"{path} row {i}", None, f"row is a {type(row).__name__}, not an object")
+        return
+    yield from _iter_lines(path, raw)
+
+
+def _iter_lines(path: Path, raw: bytes) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield where, None, f"not valid UTF-8 at byte {e.start} (re-encode the file as UTF-8)"
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield where, None, f"invalid JSON at column {e.colno}: {e.msg}"
+            continue
+        if not isinstance(row, dict):
+            yield where, None, f"row is a JSON {type(row).__name__}, not an object"
+            continue
+        yield where, row, None
+
+
+def _iter_hub(name: str, default_split: str) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    import datasets
+
+    parts = name.split(":")
+    if len(parts) > 3:
+        raise DataError(f"dataset {name!r}: use `name`, `name:split` or `name:config:split`")
+    repo, config, split = parts[0], (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else default_split)
+    try:
+        ds = datasets.load_dataset(repo, config, split=split)
+    except FileNotFoundError as e:
+        raise DataError(f"dataset {name!r} is neither a local file nor a loadable HF dataset: {e}") from None
+    for i, row in enumerate(ds):
+        yield f"{repo}[{split}] row {i}", dict(row), None
+
+
+def iter_source(source: str, split: str = "train") -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    path = Path(source).expanduser()
+    if path.suffix in _LOCAL_SUFFIXES or path.exists():
+        if not path.exists():
+            raise DataError(f"data file {path} does not exist")
+        if path.suffix not in _LOCAL_SUFFIXES:
+            raise DataError(f"data file {path}: unsupported type {path.suffix!r}; use .jsonl, .json or .parquet")
+        yield from _iter_local(path)
+    else:
+        yield from _iter_hub(source, split)
+
+
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+
+
+def gsm8k_final_answer(answer: str) -> str | None:
+    """The number after `####` in a GSM8K answer (thousands separators removed), or None."""
+    m = _GSM8K_ANSWER.search(answer)
+    if not m:
+        return None
+    return re.sub(r"(?<=\d),(?=\d{3})", "", m.group(1).strip())
+
+
+def _check_row(row: dict[str, Any], fmt: str) -> str | None:
+    """Why the row cannot be used, or None."""
+    for col in REQUIRED[fmt]:
+        if col not in row or row[col] is None:
+            return f"missing column {col!r} (has {sorted(row)}); map it with data.columns, e.g. {{{col}: <name>}}"
+    if fmt == "problem":
+        if not isinstance(row["problem"], str) or not row["problem"].strip():
+            return "empty problem"
+        if not str(row["answer"]).strip():
+            return "empty answer"
+    if fmt == "messages":
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and "content" in m
+                                                               for m in msgs):
+            return "messages must be a non-empty list of {role, content} objects"
+        if not any(m["role"] == "assistant" for m in msgs):
+            return "no assistant message (nothing to train on)"
+    if fmt == "text" and (not isinstance(row["text"], str) or not row["text"].strip()):
+        return "empty text"
+    return None
+
+
+def load_rows(source: str, fmt: str = "problem", columns: dict[str, str] | None = None, split: str = "train",
+              skip_bad_rows: bool = False, max_samples: int | None = None) -> Rows:
+    """Rows of `source` checked for format `fmt`, with `columns` ({target: source}) applied.
+
+    For `problem`, a GSM8K-style answer (`rationale #### 72`) becomes `answer: "72"` and
+    `solution: <rationale>`.
+    """
+    if fmt not in REQUIRED:
+        raise DataError(f"unknown data format {fmt!r}; use one of {list(REQUIRED)}")
+    columns = dict(columns or {})
+    out, skipped, reasons = [], 0, {}
+    for where, row, error in iter_source(source, split):
+        if row is not None:
+            for target, src in columns.items():
+                if src in row:
+                    row[target] = row[src]
+            if fmt == "problem" and isinstance(row.get("answer"), str) and "####" in row["answer"]:
+                final = gsm8k_final_answer(row["answer"])
+                if final is None:
+                    error = "answer has `####` but no value after it"
+                else:
+                    row["solution"], row["answer"] = row["answer"].split("####")[0].strip(), final
+            error = error or _check_row(row, fmt)
+        if error:
+            if not skip_bad_rows:
+                raise DataError(f"{where}: {error} (set data.skip_bad_rows=true to skip such rows)")
+            skipped += 1
+            key = error.split(" (")[0].split(";")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+            continue
+        out.append(row)
+        if max_samples is not None and len(out) >= max_samples:
+            break
+    if skipped:
+        log.warning("data: skipped %d bad rows of %s: %s", skipped, source, reasons)
+    if not out:
+        raise DataError(f"{source}: no usable rows" + (f" ({skipped} skipped: {reasons})" if skipped else ""))
+    return Rows(out, source, skipped, reasons)

@@ -1,0 +1,85 @@
+"""A generated verifiable task for the CPU GRPO demo: small-number arithmetic with a boxed answer.
+
+Why: SmolLM2-135M-Instruct solves about 1% of GSM8K, so GRPO on GSM8K sees all-zero rewards and
+learns nothing. Small arithmetic is solved sometimes (the measured rate at the default difficulty
+is in docs/rewards.md), so the accuracy reward has variance within a group from the first step.
+Problems are a pure function of the seed: the same seed gives the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+FEW_SHOT = [
+    {"user": "What is 2 + 3?", "assistant": "2 + 3 = 5. The answer is \\boxed{5}."},
+    {"user": "What is 9 - 4?", "assistant": "9 - 4 = 5. The answer is \\boxed{5}."},
+]
+"""Two example turns for `data.few_shot`: without them SmolLM2-135M almost never writes \\boxed{}
+(0-20% of completions) even when told to, so accuracy would be ~0 for format reasons alone."""
+
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+@dataclass(frozen=True)
+class ArithmeticTask:
+    """Difficulty knobs of the generated arithmetic problems."""
+
+    ops: str = "+-"
+    """Operators to draw from (subset of `+-*`)."""
+    max_operand: int = 20
+    """Operands are drawn from 1..max_operand (the multiplication operand from 1..max(2, max_operand // 4))."""
+    num_operands: int = 2
+    """2 gives `a + b`; 3 gives `a + b - c` (evaluated left to right)."""
+    nonnegative: bool = True
+    """Redraw until the result is >= 0 (a small model handles negatives far worse)."""
+    template: str = "What is {expr}?"
+    """Problem text; the prompt template adds the boxed-answer instruction."""
+
+    def __post_init__(self) -> None:
+        bad = set(self.ops) - set(_OPS)
+        if not self.ops or bad:
+            raise ValueError(f"ops={self.ops!r}: use a non-empty subset of '+-*'")
+        if self.max_operand < 1 or self.num_operands < 2:
+            raise ValueError("need max_operand >= 1 and num_operands >= 2")
+
+
+def _one(rng: random.Random, task: ArithmeticTask) -> tuple[str, int]:
+    while True:
+        nums = [rng.randint(1, task.max_operand)]
+        ops = []
+        for _ in range(task.num_operands - 1):
+            op = rng.choice(task.ops)
+            hi = max(2, task.max_operand // 4) if op == "*" else task.max_operand
+            ops.append(op)
+            nums.append(rng.randint(1, hi))
+        value = nums[0]
+        for op, n in zip(ops, nums[1:], strict=True):
+            value = _OPS[op](value, n)
+        if value >= 0 or not task.nonnegative:
+            expr = " ".join([str(nums[0])] + [f"{op} {n}" for op, n in zip(ops, nums[1:], strict=True)])
+            return task.template.replace("{expr}", expr), value
+
+
+def generate(n: int, seed: int = 0, task: ArithmeticTask | None = None) -> list[dict[str, str]]:
+    """`n` rows `{"problem": ..., "answer": ...}`, deterministic in (n, seed, task)."""
+    task = task or ArithmeticTask()
+    rng = random.Random(f"nemo-r1-arith-{seed}")
+    return [{"id": f"arith-{seed}-{i}", "problem": p, "answer": str(v)} for i, (p, v) in
+            enumerate(_one(rng, task) for _ in range(n))]
+
+
+def write_jsonl(path: str | Path, n: int, seed: int = 0, task: ArithmeticTask | None = None) -> Path:
+    """Write the task as jsonl (problem/answer), atomically, and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for row in generate(n, seed, task):
+            f.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+    return path

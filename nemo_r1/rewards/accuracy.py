@@ -1,0 +1,118 @@
+"""`accuracy`: math-verify equivalence of the completion's final answer with the gold answer.
+
+Three bugs seen in open-r1/TRL reward code are ruled out here and pinned by tests:
+- argument order: math-verify's `verify(gold, target)` is not symmetric (an interval gold against
+  an inequality answer differs from the reverse), so gold always goes first;
+- a gold answer that does not parse scores None (and a warning), never 1.0;
+- a completion without a final answer (no `\\boxed{}` / `<answer>`) scores 0.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from nemo_r1.rewards.extract import extract_final_answer
+from nemo_r1.rewards.pool import TIMED_OUT, default_workers, shared_pool
+from nemo_r1.rewards.registry import Scores, require_column
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AccuracyParams:
+    workers: int | None = None
+    """Scoring processes; None = all cores (max 8); 0 = score in this process (main thread only)."""
+    parse_timeout_s: int = 3
+    """math-verify's own per-parse timeout (signal.alarm inside the worker)."""
+    verify_timeout_s: int = 3
+    """math-verify's own per-comparison timeout."""
+    hard_timeout_s: float = 30.0
+    """Wall limit per item, enforced by killing the worker (for hangs an alarm cannot break)."""
+    min_pool_batch: int = 8
+    """Smaller batches are scored in-process (when on the main thread): a pool round-trip costs more."""
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0 or None, got {self.workers}")
+
+
+# Status codes returned by the worker next to the score.
+OK, NO_ANSWER, BAD_GOLD, ERROR = "ok", "no_answer", "bad_gold", "error"
+
+
+@lru_cache(maxsize=4096)
+def _parse_gold(gold: str, timeout_s: int) -> tuple[Any, ...]:
+    from math_verify import parse
+
+    text = gold if "\\boxed" in gold else "\\boxed{" + gold + "}"
+    parsed = parse(text, parsing_timeout=timeout_s)
+    # Only a string fallback (no sympy object) means math-verify could not read the gold.
+    if not any(not isinstance(p, str) for p in parsed):
+        return ()
+    return tuple(parsed)
+
+
+def score_one(item: tuple[str, str, int, int]) -> tuple[float | None, str]:
+    """(score, status) for one (completion, gold); module-level so the pool can pickle it."""
+    completion, gold, parse_timeout, verify_timeout = item
+    try:
+        from math_verify import parse, verify
+
+        gold_parsed = _parse_gold(gold.strip(), parse_timeout) if gold and gold.strip() else ()
+        if not gold_parsed:
+            return None, BAD_GOLD
+        answer = extract_final_answer(completion)
+        if answer is None:
+            return 0.0, NO_ANSWER
+        pred = parse("\\boxed{" + answer + "}", parsing_timeout=parse_timeout)
+        if not pred:
+            return 0.0, OK
+        return float(verify(list(gold_parsed), pred, timeout_seconds=verify_timeout)), OK
+    except Exception as e:  # noqa: BLE001 - one bad item must not fail the batch
+        return 0.0, f"{ERROR}: {type(e).__name__}: {e}"
+
+
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def _warn_bad_gold(gold: str) -> None:
+    with _warn_lock:
+        if gold in _warned or len(_warned) > 10_000:
+            return
+        _warned.add(gold)
+    log.warning("accuracy: gold answer %r does not parse with math-verify; its completions score None "
+                "(check the `answer` column mapping)", gold[:200])
+
+
+def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Scores:
+    """1.0 if the last \\boxed{}/<answer> equals the `answer` column under math-verify, else 0.0; None if the gold does not parse."""
+    golds = require_column("accuracy", columns, "answer")
+    items = [(c, "" if g is None else str(g), p.parse_timeout_s, p.verify_timeout_s)
+             for c, g in zip(completions, golds, strict=True)]
+    workers = default_workers() if p.workers is None else p.workers
+    in_process = workers == 0 or (len(items) < p.min_pool_batch
+                                  and threading.current_thread() is threading.main_thread())
+    if in_process:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("accuracy(workers=0) needs the main thread (math-verify uses signal.alarm); "
+                               "use workers >= 1 from other threads")
+        results = [score_one(it) for it in items]
+    else:
+        results = shared_pool(max(workers, 1), p.hard_timeout_s).map(score_one, items)
+    scores: Scores = []
+    for (_, gold, _, _), res in zip(items, results, strict=True):
+        if res is TIMED_OUT:
+            scores.append(None)
+            continue
+        score, status = res
+        if status == BAD_GOLD:
+            _warn_bad_gold(gold)
+        elif status.startswith(ERROR):
+            log.warning("accuracy: scoring failed (%s); scored 0.0", status)
+        scores.append(score)
+    return scores
