@@ -83,6 +83,19 @@ class LocalSlurm:
 
     # ------------------------------------------------------------------ start / stop
 
+    @classmethod
+    def attach(cls, root: str | Path) -> LocalSlurm:
+        """A handle on a cluster started by another process (tools/slurm_local.py stop), from the
+        pid files under its runtime dir."""
+        d = Path(root)
+        if not (d / "etc" / "slurm.conf").exists():
+            raise FileNotFoundError(f"{d} is not a LocalSlurm runtime dir (no etc/slurm.conf)")
+        c = cls(root=d, nodes=len(list((d / "spool").glob("n*"))) or 2)
+        c._pids = [("munged", d / "munge" / "munged.pid"), ("mariadbd", d / "mysql" / "mysqld.pid"),
+                   ("slurmdbd", d / "run" / "slurmdbd.pid"), ("slurmctld", d / "run" / "slurmctld.pid")]
+        c._pids += [(f"slurmd-{p.stem.split('-', 1)[1]}", p) for p in sorted((d / "run").glob("slurmd-*.pid"))]
+        return c
+
     def start(self, timeout_s: float = 90) -> LocalSlurm:
         missing = missing_binaries()
         if missing:

@@ -88,6 +88,9 @@ def train_tiny_gpt(output_dir: str, steps: int = 4, tp: int = 2, seed: int = 0, 
     world, rank = dist.get_world_size(), dist.get_rank()
     if world % tp:
         raise ValueError(f"tp={tp} does not divide the job's {world} ranks")
+    if hidden % 64 or (hidden // 64) % tp:
+        raise ValueError(f"hidden={hidden} gives {hidden // 64} heads of dim 64, not divisible by tp={tp}; "
+                         f"use hidden={64 * tp} or a multiple")
     ps.initialize_model_parallel(tensor_model_parallel_size=tp)
     tensor_parallel.model_parallel_cuda_manual_seed(seed)
     torch.manual_seed(seed)

@@ -39,7 +39,13 @@ class CliEntry:
     def __call__(self) -> int:
         from nemo_r1.cli import main
 
-        rc = main(self.argv)
+        try:
+            rc = main(self.argv)
+        except SystemExit as e:  # argparse errors exit; make them a failure with a traceback and a result
+            rc = e.code if isinstance(e.code, int) else 1
+            if rc == 0:
+                return 0
+            raise RuntimeError(f"`nemo-r1 {' '.join(self.argv)}` exited with {e.code!r}") from None
         if rc != 0:
             raise RuntimeError(f"`nemo-r1 {' '.join(self.argv)}` exited with code {rc}")
         return rc
@@ -79,7 +85,7 @@ class Task(submitit.helpers.Checkpointable):
         export(rank_env)
         tag = f"[launch] rank {rank_env.rank}/{rank_env.world_size} node {rank_env.node_rank} ({rank_env.hostnames[rank_env.node_rank]})"
         print(f"{tag}: attempt {self.attempt}, master {rank_env.master_addr}:{rank_env.master_port}, "
-              f"entry {self.entry!r}", flush=True)
+              f"entry {_name(self.entry)}", flush=True)
         waited = check_rendezvous(rank_env, self.health_timeout_s)
         if rank_env.rank == 0:
             print(f"[launch] all {rank_env.world_size} ranks on {rank_env.num_nodes} node(s) reached the "
@@ -132,8 +138,14 @@ class Task(submitit.helpers.Checkpointable):
         """Called by submitit on rank 0 once the entry saved its state: the submission to requeue."""
         entry = self.entry.for_requeue() if hasattr(self.entry, "for_requeue") else self.entry
         nxt = Task(entry, self.args, self.kwargs, self.env, self.health_timeout_s, self.grace_s, self.attempt + 1)
-        print(f"[launch] requeueing as attempt {nxt.attempt}: {entry!r}", flush=True)
+        print(f"[launch] requeueing as attempt {nxt.attempt}: {_name(entry)}", flush=True)
         return submitit.helpers.DelayedSubmission(nxt)
 
     def __repr__(self) -> str:
-        return f"Task({self.entry!r}, attempt={self.attempt})"
+        return f"Task({_name(self.entry)}, attempt={self.attempt})"
+
+
+def _name(entry: Callable[..., Any]) -> str:
+    if isinstance(entry, CliEntry):
+        return repr(entry)
+    return f"{getattr(entry, '__module__', '?')}.{getattr(entry, '__qualname__', type(entry).__name__)}"
