@@ -109,7 +109,9 @@ def _iter_hub(name: str, default_split: str) -> Iterator[tuple[str, dict[str, An
 
 def iter_source(source: str, split: str = "train") -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
     path = Path(source).expanduser()
-    if path.suffix in _LOCAL_SUFFIXES or path.exists():
+    if path.is_dir():  # a local dataset folder: `datasets` finds its data files and splits
+        yield from _iter_hub(str(path), split)
+    elif path.suffix in _LOCAL_SUFFIXES or path.exists():
         if not path.exists():
             raise DataError(f"data file {path} does not exist")
         if path.suffix not in _LOCAL_SUFFIXES:

@@ -1,0 +1,240 @@
+"""Sandbox: ordinary programs run; hostile ones fail, stay inside their limits and change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from nemo_r1.sandbox import Program, SandboxLimits, isolation_mode, run_program, run_programs
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = SandboxLimits(cpu_s=1, wall_s=2.5, nproc=16, memory_mb=512, max_parallel=2)
+SLOT_UIDS = range(FAST.uid_base, FAST.uid_base + 64)
+
+needs_namespaces = pytest.mark.skipif(
+    os.geteuid() != 0, reason="namespaces isolation needs root (the fallback is tested below)")
+
+
+def _sandbox_processes() -> list[int]:
+    """PIDs of live processes owned by a sandbox slot uid (should always be none after a run)."""
+    pids = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/status") as f:
+                uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if uid in SLOT_UIDS:
+            pids.append(int(p))
+    return pids
+
+
+def _host_state() -> tuple:
+    """Host mounts, and /tmp, /var/tmp, /dev/shm entries owned by a sandbox uid (other users of this
+    shared machine create files there too, so only sandbox-owned ones are compared)."""
+    mounts = Path("/proc/self/mountinfo").read_text()
+    owned = []
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        for name in os.listdir(d):
+            try:
+                if os.lstat(os.path.join(d, name)).st_uid in SLOT_UIDS:
+                    owned.append(os.path.join(d, name))
+            except FileNotFoundError:
+                continue
+    return mounts, owned
+
+
+@pytest.fixture
+def unchanged():
+    """Asserts the host looks the same after the test: mounts, /tmp entries, no sandbox processes."""
+    before = _host_state()
+    yield
+    deadline = time.monotonic() + 2
+    while _sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sandbox_processes() == []
+    assert _host_state() == before
+    assert not [p for p in os.listdir("/tmp") if p.startswith("nemo_r1_sbx_")], "job dirs left behind"
+
+
+def test_runs_programs_in_order_with_stdin_and_bounded_parallelism(unchanged):
+    code = "import time, sys; t = time.time(); time.sleep(0.3); print(input(), t)"
+    t0 = time.monotonic()
+    res = run_programs([Program(code, stdin=f"{i}\n") for i in range(6)], FAST)
+    wall = time.monotonic() - t0
+    assert [r.stdout.split()[0] for r in res] == [str(i) for i in range(6)]
+    assert all(r.ok for r in res)
+    starts = sorted(float(r.stdout.split()[1]) for r in res)
+    # 2 slots: at most two programs started within any 0.25 s window (each sleeps 0.3 s)
+    assert all(b - a > 0.25 for a, b in zip(starts, starts[2:], strict=False))
+    assert wall >= 0.9
+
+
+@needs_namespaces
+def test_isolation_is_namespaces_as_root():
+    assert isolation_mode(FAST) == "namespaces"
+
+
+@needs_namespaces
+def test_program_sees_empty_cwd_clean_env_and_own_uid(unchanged, monkeypatch):
+    monkeypatch.setenv("NEMO_R1_TEST_SECRET", "hunter2-secret")
+    code = ("import os, glob\nprint(os.getcwd(), os.listdir('.'), os.getuid())\nprint(dict(os.environ))\n"
+            "for p in glob.glob('/proc/*/environ'):\n"
+            "    try: print(open(p, 'rb').read())\n"
+            "    except OSError as e: print('denied', p)\n"
+            "print(sorted(os.listdir('/root')))")
+    r = run_program(code, limits=FAST)
+    assert r.ok, r.stderr
+    first = r.stdout.splitlines()[0].split(" ", 2)
+    assert first[0] == "/tmp/work" and first[1] == "[]" and int(first[2]) in SLOT_UIDS
+    assert "hunter2" not in r.stdout + r.stderr
+    assert "'.pyenv'" in r.stdout or "[]" in r.stdout.splitlines()[-1]  # /root is an empty cover (+ the Python install)
+
+
+@needs_namespaces
+def test_infinite_loop_is_killed_by_cpu_limit(unchanged):
+    t0 = time.monotonic()
+    r = run_program("while True:\n    pass\n", limits=FAST)
+    assert not r.ok and time.monotonic() - t0 < FAST.wall_s + 2
+    assert r.timed_out or r.signal is not None
+
+
+@needs_namespaces
+def test_sleeping_program_hits_wall_limit(unchanged):
+    t0 = time.monotonic()
+    r = run_program("import time\ntime.sleep(60)\n", limits=FAST)
+    assert r.timed_out and not r.ok
+    assert time.monotonic() - t0 < FAST.wall_s + 2
+
+
+@needs_namespaces
+def test_memory_bomb_fails_with_memory_error(unchanged):
+    r = run_program("x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))\n", limits=FAST)
+    assert not r.ok and "MemoryError" in r.stderr
+    assert r.extra["maxrss_kb"] < FAST.memory_mb * 1024
+
+
+@needs_namespaces
+def test_fork_bomb_is_capped_and_leaves_no_process(unchanged):
+    # NPROC caps the uid at 8 processes before the bomb runs: verify the cap first, then the bomb.
+    lim = SandboxLimits(cpu_s=2, wall_s=3, nproc=8, memory_mb=256, max_parallel=1)
+    probe = run_program("import os, time\nn = 0\nfor _ in range(50):\n    try:\n        pid = os.fork()\n"
+                        "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n"
+                        "        os._exit(0)\n    n += 1\nprint(n)\n", limits=lim)
+    assert probe.ok and 0 < int(probe.stdout) < 8
+    t0 = time.monotonic()
+    r = run_program("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", limits=lim)
+    assert not r.ok and time.monotonic() - t0 < lim.wall_s + 3
+    assert _sandbox_processes() == []
+
+
+@needs_namespaces
+def test_daemonized_child_does_not_outlive_the_program(unchanged):
+    code = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(60)\n"
+            "    os._exit(0)\nprint('parent done')\n")
+    r = run_program(code, limits=FAST)
+    assert r.ok and "parent done" in r.stdout
+    assert _sandbox_processes() == []
+
+
+@needs_namespaces
+def test_cannot_write_or_delete_outside_its_dir(unchanged):
+    victim_dir = REPO / "outputs" / f".sandbox_victim_{os.getpid()}"
+    victim_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(victim_dir, 0o777)  # even a world-writable host dir must stay untouched
+    victim = victim_dir / "victim.txt"
+    victim.write_text("precious")
+    os.chmod(victim, 0o666)
+    digest = hashlib.sha256(victim.read_bytes()).hexdigest()
+    try:
+        code = (f"import os, shutil\nfor f in [lambda: open({str(victim)!r}, 'w').write('x'),\n"
+                f"          lambda: os.remove({str(victim)!r}),\n"
+                f"          lambda: open({str(victim_dir / 'new.txt')!r}, 'w').write('x'),\n"
+                f"          lambda: shutil.rmtree({str(REPO / 'nemo_r1')!r}),\n"
+                f"          lambda: open('/etc/passwd', 'a').write('x'),\n"
+                f"          lambda: open('/tmp/work/ok.txt', 'w').write('mine')]:\n"
+                f"    try:\n        f()\n        print('ok')\n    except OSError as e:\n        print('denied', e.errno)\n")
+        r = run_program(code, limits=FAST)
+        assert r.ok, r.stderr
+        lines = r.stdout.split("\n")[:6]
+        assert lines[:4] == ["denied 30"] * 4  # EROFS: the host is read-only inside, even world-writable dirs
+        assert lines[4] in ("denied 13", "denied 30") and lines[5] == "ok"  # only its own tmpfs is writable
+        assert hashlib.sha256(victim.read_bytes()).hexdigest() == digest
+        assert sorted(os.listdir(victim_dir)) == ["victim.txt"]
+        assert (REPO / "nemo_r1" / "__init__.py").exists()
+    finally:
+        victim.unlink()
+        victim_dir.rmdir()
+
+
+@needs_namespaces
+def test_no_network_even_to_localhost(unchanged):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(1.5)
+    port = server.getsockname()[1]
+    accepted = []
+    t = threading.Thread(target=lambda: accepted.append(_accept(server)))
+    t.start()
+    code = (f"import socket\nfor addr in [('127.0.0.1', {port}), ('8.8.8.8', 53)]:\n    try:\n"
+            f"        socket.create_connection(addr, timeout=2)\n        print('connected')\n"
+            f"    except OSError as e:\n        print('refused', e)\n")
+    r = run_program(code, limits=FAST)
+    t.join()
+    server.close()
+    assert "connected" not in r.stdout and r.stdout.count("refused") == 2
+    assert "unreachable" in r.stdout.lower()
+    assert accepted == [None]
+
+
+def _accept(server: socket.socket):
+    try:
+        conn, _ = server.accept()
+        conn.close()
+        return "connection"
+    except TimeoutError:
+        return None
+
+
+@needs_namespaces
+def test_huge_output_is_capped(unchanged):
+    lim = SandboxLimits(cpu_s=2, wall_s=4, fsize_mb=2, output_bytes=4096, max_parallel=1)
+    t0 = time.monotonic()
+    r = run_program("while True:\n    print('x' * 10000)\n", limits=lim)
+    assert not r.ok and len(r.stdout) == 4096
+    assert time.monotonic() - t0 < lim.wall_s + 2
+
+
+@needs_namespaces
+def test_program_cannot_fake_a_sandbox_failure(unchanged):
+    r = run_program("import sys\nsys.stderr.write('sandbox setup failed: x')\nsys.exit(125)\n", limits=FAST)
+    assert r.exit_code == 125 and not r.setup_failed
+
+
+def test_rlimits_fallback_still_limits_cpu_memory_and_output(unchanged):
+    # The documented fallback for hosts without namespaces: rlimits, own session, socket guard.
+    # As root it still runs as the slot uid, which needs an interpreter outside /root.
+    python = "/usr/bin/python3" if os.geteuid() == 0 else None
+    if python and not os.access(python, os.X_OK):
+        pytest.skip("no system python3 for the fallback test")
+    lim = SandboxLimits(cpu_s=1, wall_s=3, memory_mb=256, fsize_mb=1, nproc=8, isolation="rlimits",
+                        python=python, max_parallel=2)
+    progs = ["print(6 * 7)", "while True: pass", "x = bytearray(1 << 30)",
+             "import socket\ntry:\n    socket.create_connection(('127.0.0.1', 9))\nexcept OSError as e:\n    print(e)",
+             "while True: print('y' * 1000)",
+             "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)"]
+    r = run_programs([Program(p) for p in progs], lim)
+    assert r[0].ok and r[0].stdout.strip() == "42"
+    assert not r[1].ok and not r[2].ok and "MemoryError" in r[2].stderr
+    assert "unreachable" in r[3].stdout.lower()
+    assert not r[4].ok and len(r[4].stdout) <= 1 << 20
+    assert not r[5].ok
