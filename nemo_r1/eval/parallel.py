@@ -67,7 +67,7 @@ def run_local(engine: Engine, jobs: list[Job], temperature: float, top_p: float,
 
 
 def _worker(rank: int, spec: EngineSpec, devices: list[str] | None, tasks: mp.Queue, results: mp.Queue) -> None:
-    # Devices must be chosen before torch / vLLM initialise CUDA in this process.
+    # Devices must be chosen before torch / vLLM initialise CUDA (also set by the parent at spawn).
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     try:
@@ -116,11 +116,20 @@ class EnginePool:
         ctx = mp.get_context("spawn")
         self._tasks: mp.Queue = ctx.Queue()
         self._results: mp.Queue = ctx.Queue()
-        for r in range(dp):
-            p = ctx.Process(target=_worker, args=(r, spec, devices[r] if devices else None, self._tasks,
-                                                  self._results), daemon=True)
-            p.start()
-            self._procs.append(p)
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        try:
+            for r in range(dp):
+                if devices:  # the spawned child inherits this before anything imports torch there
+                    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices[r])
+                p = ctx.Process(target=_worker, args=(r, spec, devices[r] if devices else None, self._tasks,
+                                                      self._results), daemon=True)
+                p.start()
+                self._procs.append(p)
+        finally:
+            if saved is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = saved
         self.max_model_len = min(self._get({"ready"})[1] for _ in range(dp))
 
     def _get(self, want: set[str]) -> tuple[str, Any]:
