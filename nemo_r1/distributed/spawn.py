@@ -1,0 +1,81 @@
+"""Run a function on N local CPU ranks (gloo), for tests and the single-machine converter.
+
+Each rank is a fresh `spawn`ed process with a torchrun-style environment, so the function calls
+`init_distributed` exactly as it would under torchrun. Return values come back in rank order; an
+exception on any rank stops the others and is re-raised here with that rank's traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch.multiprocessing as mp
+
+from nemo_r1.distributed.groups import free_port
+
+
+def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: int, args: tuple,
+           out: Any) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # busy-waiting OpenMP threads starve the other ranks
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        result = fn(*args)
+        out.put((rank, True, result))
+    except BaseException:  # noqa: B036 - report anything, including KeyboardInterrupt, to the parent
+        out.put((rank, False, traceback.format_exc()))
+    finally:
+        from nemo_r1.distributed.groups import destroy_distributed
+
+        try:
+            destroy_distributed()
+        except Exception:
+            pass
+
+
+def run_on_cpu_ranks(fn: Callable[..., Any], nprocs: int, *args: Any, threads: int = 1,
+                     timeout_s: float = 900.0) -> list[Any]:
+    """Call `fn(*args)` on `nprocs` spawned ranks; returns [result of rank 0, rank 1, ...].
+
+    `fn` must be importable by name (module level) and its result picklable.
+    """
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_child, args=(fn, r, nprocs, port, threads, args, out), daemon=False)
+             for r in range(nprocs)]
+    for p in procs:
+        p.start()
+    results: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(results) < nprocs:
+            try:
+                rank, ok, value = out.get(timeout=1.0)
+            except queue.Empty:
+                crashed = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode not in (None, 0)]
+                if crashed:
+                    raise RuntimeError(f"rank(s) exited without a result (rank, exit code): {crashed}") from None
+                if time.monotonic() > deadline:
+                    missing = sorted(set(range(nprocs)) - set(results))
+                    raise TimeoutError(f"ranks {missing} gave no result in {timeout_s:.0f}s") from None
+                continue
+            if not ok:
+                raise RuntimeError(f"rank {rank} of {nprocs} failed:\n{value}")
+            results[rank] = value
+    finally:
+        for p in procs:
+            p.join(timeout=30 if len(results) == nprocs else 1)
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=10)
+    return [results[r] for r in range(nprocs)]
