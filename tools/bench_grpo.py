@@ -1,0 +1,121 @@
+"""Seconds per GRPO step: nemo-r1 (Megatron + colocated vLLM) vs TRL's GRPOTrainer, side by side.
+
+Same model (the embedded SmolLM2-135M-Instruct), same prompts (the generated arithmetic task,
+rendered with the model's chat template), same group size, completion length, batch, loss type
+(dapo), beta=0, fp32 on CPU, same thread count. The first step of each is warm-up and excluded.
+TRL runs with its default CPU generation path (HF `generate`); its vLLM colocate mode needs CUDA.
+
+    .venv/bin/python tools/bench_grpo.py --steps 4 --prompts 4 --generations 8 --max-new-tokens 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def run_ours(args: argparse.Namespace, data: Path, out: Path) -> list[dict]:
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.grpo_run import run_grpo
+
+    cfg = load_config(None, [
+        f"output_dir={out}", "model.path=embedded:smollm2", f"data.train={data}",
+        f"grpo.num_generations={args.generations}", f"grpo.prompts_per_step={args.prompts}",
+        f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.temperature=1.0", f"train.max_steps={args.steps}",
+        f"train.micro_batch_size={args.micro_batch}", f"train.global_batch_size={args.micro_batch}",
+        "optim.lr=1e-6", "grpo.loss_type=dapo", "checkpoint.save_final=false", "logging.tensorboard=false",
+        "train.resume=none", "grpo.samples_every=0", "train.max_seq_len=512"])
+    return run_grpo(cfg)
+
+
+def run_trl(args: argparse.Namespace, prompts: list[str], answers: list[str], out: Path) -> list[float]:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from nemo_r1.embedded import ensure_smollm2
+    from nemo_r1.rewards import get_reward
+
+    path = ensure_smollm2()
+    times: list[float] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, *a, **k):  # noqa: ANN002, ANN003
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, *a, **k):  # noqa: ANN002, ANN003
+            times.append(time.perf_counter() - self.t0)
+
+    accuracy = get_reward("accuracy")
+
+    def reward(completions, answer, **_):  # noqa: ANN001, ANN003
+        return [x if x is not None else 0.0 for x in accuracy(completions, answer=answer)]
+
+    n = args.prompts * args.steps
+    ds = Dataset.from_dict({"prompt": prompts[:n], "answer": answers[:n]})
+    cfg = GRPOConfig(output_dir=str(out), use_cpu=True, bf16=False, num_generations=args.generations,
+                     per_device_train_batch_size=args.prompts * args.generations, gradient_accumulation_steps=1,
+                     max_completion_length=args.max_new_tokens, temperature=1.0, beta=0.0, loss_type="dapo",
+                     learning_rate=1e-6, max_steps=args.steps, logging_steps=1, report_to="none",
+                     save_strategy="no", seed=0, dataloader_num_workers=0, shuffle_dataset=False)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(path)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok,
+                          callbacks=[StepTimer()])
+    trainer.train()
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=4)
+    ap.add_argument("--generations", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--micro-batch", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from transformers import AutoTokenizer
+
+    from nemo_r1.data.tasks import write_jsonl
+    from nemo_r1.data.templates import BOXED_SUFFIX, problem_messages, render_prompt
+    from nemo_r1.embedded import ensure_smollm2
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_grpo_"))
+    data = write_jsonl(tmp / "arith.jsonl", 512, seed=0)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    tok = AutoTokenizer.from_pretrained(ensure_smollm2())
+    from nemo_r1.trainers.grpo import PromptSampler
+
+    sampler = PromptSampler(len(rows), 0)  # the order our trainer visits: give TRL the same prompts
+    order = [sampler.index(i) for i in range(args.prompts * args.steps)]
+    prompts = [render_prompt(problem_messages(rows[i]["problem"], None, BOXED_SUFFIX), tok) for i in order]
+    answers = [rows[i]["answer"] for i in order]
+
+    ours = run_ours(args, data, tmp / "ours")
+    trl_times = run_trl(args, prompts, answers, tmp / "trl")
+    ours_s = [r["timing/step_s"] for r in ours][1:]
+    trl_s = trl_times[1:]
+    res = {
+        "settings": vars(args),
+        "nemo_r1_step_s": statistics.mean(ours_s), "trl_step_s": statistics.mean(trl_s),
+        "speedup": statistics.mean(trl_s) / statistics.mean(ours_s),
+        "nemo_r1_breakdown": {k: statistics.mean(r[k] for r in ours[1:]) for k in
+                              ("timing/generate_s", "timing/train_s", "timing/refit_s")},
+    }
+    print(json.dumps(res, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
