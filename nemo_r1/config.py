@@ -18,6 +18,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from nemo_r1.data.config import DataConfig  # the data layer owns its section's schema
+
 
 @dataclass
 class ModelConfig:
@@ -68,28 +70,6 @@ class OptimConfig:
     warmup_steps: int = 0
     scheduler: str = "constant"
     """`constant` | `cosine` | `linear` (after warmup)."""
-
-
-@dataclass
-class DataConfig:
-    train: str = ""
-    """jsonl/json/parquet path or HF dataset name (`name:split` or `name:config:split`)."""
-    eval: str = ""
-    """Optional held-out set in the same format."""
-    format: str = "problem"
-    """`problem` (prompt + gold answer), `messages` (chat SFT), or `text` (plain LM)."""
-    columns: dict[str, str] = field(default_factory=dict)
-    """Rename columns to the names the format expects, e.g. {problem: question}."""
-    system_prompt: str | None = None
-    """`r1` for the DeepSeek-R1 system prompt, any other string verbatim, null for none."""
-    prompt_suffix: str = "Please reason step by step, and put your final answer within \\boxed{}."
-    """Appended to each problem."""
-    chat_template: str | None = None
-    """Override the model's chat template (e.g. one that prefills `<think>`)."""
-    skip_bad_rows: bool = False
-    """Skip and count malformed rows instead of failing on the first one."""
-    max_samples: int | None = None
-    """Use only the first N rows."""
 
 
 @dataclass
@@ -199,7 +179,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key.strip()}={value}"]))
         except OmegaConfBaseException as e:
             raise ConfigError(_explain(e, f"command-line override {item!r}")) from None
-    obj = OmegaConf.to_object(cfg)
+    try:
+        obj = OmegaConf.to_object(cfg)  # runs each section's __post_init__ checks
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     assert isinstance(obj, Config)
     validate(obj)
     return obj
@@ -208,7 +191,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def validate(cfg: Config) -> None:
     """Value checks that types alone cannot express."""
     choices = {
-        "data.format": (cfg.data.format, ("problem", "messages", "text")),
         "grpo.loss_type": (cfg.grpo.loss_type, ("grpo", "bnpo", "dr_grpo", "dapo")),
         "grpo.advantage_scale": (cfg.grpo.advantage_scale, ("group", "batch", "none")),
         "optim.scheduler": (cfg.optim.scheduler, ("constant", "cosine", "linear")),

@@ -43,6 +43,24 @@ def resolve_model(path: str) -> str:
     return out
 
 
+def materialize_data(cfg: Config) -> str:
+    """`generated:arithmetic` -> the demo task written once under output_dir/data (seeded, so a rerun
+    or a resume sees the same file); any other source is returned unchanged."""
+    if not cfg.data.train.startswith("generated:"):
+        return cfg.data.train
+    kind = cfg.data.train.split(":", 1)[1]
+    if kind != "arithmetic":
+        raise ValueError(f"data.train={cfg.data.train!r}: the only generated task is 'generated:arithmetic'")
+    from nemo_r1.data.tasks import write_jsonl
+
+    path = Path(cfg.output_dir) / "data" / "arithmetic.jsonl"
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        write_jsonl(path, 2000, seed=cfg.train.seed)
+    if dist.is_initialized():
+        dist.barrier()
+    return str(path)
+
+
 def _latest_checkpoint(output_dir: Path) -> Path | None:
     ckpts = sorted((output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
     ckpts = [c for c in ckpts if (c / "COMPLETE").exists()]
@@ -96,7 +114,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
         policy = build_policy(cfg, hf_dir)
     replica, replicas, replica_group, dp_group, is_rank0 = replica_info()
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
-    dcfg = DataConfig(**{k: v for k, v in to_dict(cfg)["data"].items()})
+    dcfg = DataConfig(**{**to_dict(cfg)["data"], "train": materialize_data(cfg)})
     examples = load_examples(dcfg, tokenizer).examples
     reward_fn = combine_rewards(cfg.rewards)
     if rollout is None:
