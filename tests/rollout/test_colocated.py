@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
+
+from nemo_r1.distributed import run_on_cpu_ranks
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiproc]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_tiny_llama(out_dir: str, tokenizer_dir: str, tie: bool = False, seed: int = 0) -> str:
@@ -49,19 +43,22 @@ def _sharded_weights(state: dict[str, torch.Tensor], rank: int, world: int):
         yield name, torch.cat(parts, dim=0)
 
 
-def _worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), OMP_WAIT_POLICY="PASSIVE")
+def _worker(model_dir: str, out: str) -> None:
+    """One rank of a TP2 Megatron layout (platform shim applied), which is one replica."""
     import torch.distributed as dist
+    from megatron.core import parallel_state as mps
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    from nemo_r1.distributed import init_distributed
+
+    layout = init_distributed(tp=2, pp=1)
+    rank, world = layout.rank, layout.world_size
     from safetensors.torch import load_file
 
     from nemo_r1.rollout.base import EngineConfig, SamplingConfig
     from nemo_r1.rollout.colocated import ColocatedRollout
 
-    roll = ColocatedRollout(model_dir, EngineConfig(max_model_len=256, kv_cache_gib=0.0625))
+    roll = ColocatedRollout(model_dir, EngineConfig(max_model_len=256, kv_cache_gib=0.0625),
+                            group=mps.get_model_parallel_group(), tp=layout.tp)
     assert (roll.engine is not None) == (rank == 0)
     assert torch.get_num_threads() == 1  # the engine gave the trainer its threads back
     prompts = [[1, 100 + i, 200 + i, 300 + i] for i in range(3)]
@@ -92,12 +89,11 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump(result, f)
     dist.barrier()
-    dist.destroy_process_group()
 
 
 def test_leader_engine_generates_for_all_ranks_and_refits_from_shards(tmp_path, smollm2_dir):
     model_dir = make_tiny_llama(str(tmp_path / "tiny"), smollm2_dir)
-    mp.spawn(_worker, args=(2, _free_port(), model_dir, str(tmp_path)), nprocs=2, join=True)
+    run_on_cpu_ranks(_worker, 2, model_dir, str(tmp_path))
     r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2))
     assert r0["rollouts"] == r1["rollouts"]  # every rank of the replica got the same rollouts
     assert [(p, s) for p, s, _, _ in r0["rollouts"]] == [(i, j) for i in range(3) for j in range(2)]
