@@ -103,12 +103,15 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
 
     from nemo_r1.data.config import DataConfig
     from nemo_r1.data.formats import load_examples
+    from nemo_r1.distributed import init_distributed
     from nemo_r1.metrics import MetricsLogger
     from nemo_r1.rewards import combine_rewards
     from nemo_r1.rollout.base import EngineConfig, SamplingConfig
     from nemo_r1.trainers.megatron_policy import build_policy, replica_info
 
     torch.manual_seed(cfg.train.seed)
+    if policy is None:
+        init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
     hf_dir = resolve_model(cfg.model.path)
     if policy is None:
         policy = build_policy(cfg, hf_dir)
