@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import timedelta
+from typing import Any
 
 from launchers.env import RankEnv
 
@@ -45,66 +46,102 @@ def missing_report(env: RankEnv, arrived: dict[int, str], timeout_s: float) -> s
             f"can reach {env.master_addr} (set NEMO_R1_MASTER_ADDR to another interface if not).")
 
 
+class Rendezvous:
+    """A TCPStore on MASTER_PORT + 1 hosted by rank 0 for the job's lifetime: the startup check,
+    then small votes between ranks (e.g. "was any rank preempted?") without a process group."""
+
+    def __init__(self, env: RankEnv, timeout_s: float = 300.0, poll_s: float = 0.2) -> None:
+        self.env, self.timeout_s, self.poll_s = env, timeout_s, poll_s
+        self.store: Any = None
+
+    def check(self) -> float:
+        """Block until all ranks checked in (returns seconds waited) or raise RendezvousError."""
+        env = self.env
+        if env.world_size == 1:
+            return 0.0
+        from torch.distributed import TCPStore
+
+        t0 = time.monotonic()
+        port = env.master_port + 1
+        is_master = env.rank == 0
+        try:
+            self.store = TCPStore(env.master_addr, port, None, is_master, timedelta(seconds=self.timeout_s),
+                                  wait_for_workers=False)
+        except Exception as e:  # the client retries until `timeout`, then raises a generic error
+            where = f"node {env.hostnames[env.node_rank]}"
+            if is_master:
+                raise RendezvousError(f"rank 0 on {where} could not open the rendezvous port {port}: {e}") from None
+            raise RendezvousError(
+                f"rank {env.rank} on {where} could not reach the rendezvous at {env.master_addr}:{port} within "
+                f"{self.timeout_s:.0f}s: rank 0 (node {env.hostnames[0]}) did not start, crashed early, or that "
+                f"address is unreachable from this node (set NEMO_R1_MASTER_ADDR). Cause: {e}") from None
+        store = self.store
+        store.set(f"arrived/{env.rank}", socket.gethostname())
+        if not is_master:
+            return self._follow(t0)
+        keys = [f"arrived/{r}" for r in range(env.world_size)]
+        deadline = t0 + self.timeout_s
+        while True:
+            present = [k for k in keys if store.check([k])]
+            if len(present) == len(keys):
+                break
+            if time.monotonic() > deadline:
+                msg = missing_report(env, {int(k.split("/")[1]): "" for k in present}, self.timeout_s)
+                store.set("verdict", "fail:" + msg)
+                self._linger("acked", len(present) - 1, 5.0)  # let the others read why
+                raise RendezvousError(msg)
+            time.sleep(self.poll_s)
+        store.set("verdict", "ok")
+        return time.monotonic() - t0
+
+    def _follow(self, t0: float) -> float:
+        """Non-zero ranks: wait for rank 0's verdict, acknowledge it, fail with its text if bad."""
+        store, env = self.store, self.env
+        deadline = t0 + self.timeout_s + 30  # rank 0 decides at its own deadline; allow for clock skew
+        while not store.check(["verdict"]):
+            if time.monotonic() > deadline:
+                raise RendezvousError(f"rank {env.rank}: rank 0 gave no rendezvous verdict within "
+                                      f"{self.timeout_s + 30:.0f}s")
+            time.sleep(self.poll_s)
+        verdict = store.get("verdict").decode()
+        store.add("acked", 1)
+        if verdict != "ok":
+            raise RendezvousError(verdict.removeprefix("fail:"))
+        return time.monotonic() - t0
+
+    def any_rank(self, name: str, flag: bool, timeout_s: float = 120.0) -> bool:
+        """True if `flag` is True on any rank (each rank calls this once per `name`). Ranks that do
+        not vote within the timeout (crashed) are left out."""
+        if self.env.world_size == 1 or self.store is None:
+            return flag
+        store, world = self.store, self.env.world_size
+        store.set(f"{name}/{self.env.rank}", "1" if flag else "0")
+        keys = [f"{name}/{r}" for r in range(world)]
+        deadline = time.monotonic() + timeout_s
+        while not all(store.check([k]) for k in keys) and time.monotonic() < deadline:
+            time.sleep(self.poll_s)
+        result = flag or any(store.get(k) == b"1" for k in keys if store.check([k]))
+        store.add(f"{name}/read", 1)
+        if self.env.rank == 0:  # the store lives in rank 0: keep it up until everyone has read
+            self._linger(f"{name}/read", world, timeout_s)
+        return result
+
+    def _linger(self, counter: str, expected: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while int(self.store.add(counter, 0)) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.store = None
+
+
 def check_rendezvous(env: RankEnv, timeout_s: float = 300.0, poll_s: float = 0.2) -> float:
-    """Block until all ranks checked in (returns seconds waited) or raise RendezvousError."""
-    if env.world_size == 1:
-        return 0.0
-    from torch.distributed import TCPStore
-
-    t0 = time.monotonic()
-    port = env.master_port + 1
-    is_master = env.rank == 0
+    """The startup check alone: block until all ranks checked in or raise RendezvousError."""
+    r = Rendezvous(env, timeout_s, poll_s)
     try:
-        store = TCPStore(env.master_addr, port, None, is_master, timedelta(seconds=timeout_s),
-                         wait_for_workers=False)
-    except Exception as e:  # the client retries until `timeout`, then raises a generic error
-        where = f"node {env.hostnames[env.node_rank]}"
-        if is_master:
-            raise RendezvousError(f"rank 0 on {where} could not open the rendezvous port {port}: {e}") from None
-        raise RendezvousError(
-            f"rank {env.rank} on {where} could not reach the rendezvous at {env.master_addr}:{port} within "
-            f"{timeout_s:.0f}s: rank 0 (node {env.hostnames[0]}) did not start, crashed early, or that "
-            f"address is unreachable from this node (set NEMO_R1_MASTER_ADDR). Cause: {e}") from None
-    store.set(f"arrived/{env.rank}", socket.gethostname())
-    if not is_master:
-        return _follow(store, env, t0, timeout_s, poll_s)
-
-    keys = [f"arrived/{r}" for r in range(env.world_size)]
-    deadline = t0 + timeout_s
-    while True:
-        present = [k for k in keys if store.check([k])]
-        if len(present) == len(keys):
-            break
-        if time.monotonic() > deadline:
-            arrived = {int(k.split("/")[1]): "" for k in present}
-            msg = missing_report(env, arrived, timeout_s)
-            store.set("verdict", "fail:" + msg)
-            _linger(store, env, present, 5.0)
-            raise RendezvousError(msg)
-        time.sleep(poll_s)
-    store.set("verdict", "ok")
-    # keep the store (its server lives in this object) until every rank has read the verdict
-    _linger(store, env, keys, timeout_s)
-    return time.monotonic() - t0
-
-
-def _follow(store: object, env: RankEnv, t0: float, timeout_s: float, poll_s: float) -> float:
-    """Non-zero ranks: wait for rank 0's verdict, acknowledge it, fail with its text if bad."""
-    deadline = t0 + timeout_s + 30  # rank 0 decides at its own deadline; allow for clock skew
-    while not store.check(["verdict"]):  # type: ignore[attr-defined]
-        if time.monotonic() > deadline:
-            raise RendezvousError(f"rank {env.rank}: rank 0 gave no rendezvous verdict within {timeout_s + 30:.0f}s")
-        time.sleep(poll_s)
-    verdict = store.get("verdict").decode()  # type: ignore[attr-defined]
-    store.add("acked", 1)  # type: ignore[attr-defined]
-    if verdict != "ok":
-        raise RendezvousError(verdict.removeprefix("fail:"))
-    return time.monotonic() - t0
-
-
-def _linger(store: object, env: RankEnv, present: list[str], timeout_s: float) -> None:
-    """Rank 0 waits until the ranks that arrived have read the verdict (bounded)."""
-    expected = len(present) - 1  # rank 0 itself does not ack
-    deadline = time.monotonic() + timeout_s
-    while int(store.add("acked", 0)) < expected and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        time.sleep(0.05)
+        waited = r.check()
+        if env.rank == 0 and r.store is not None:
+            r._linger("acked", env.world_size - 1, timeout_s)  # everyone read the verdict
+        return waited
+    finally:
+        r.close()

@@ -24,7 +24,7 @@ from typing import Any
 import submitit
 
 from launchers.env import RankEnv, current_rank_env, export
-from launchers.health import check_rendezvous
+from launchers.health import Rendezvous
 
 # subcommands whose config tree has `train.resume` (see nemo_r1/config.py)
 RESUMABLE_SUBCOMMANDS = ("sft", "grpo", "demo")
@@ -75,6 +75,8 @@ class Task(submitit.helpers.Checkpointable):
         self.grace_s = grace_s
         self.attempt = attempt
         self._preempted: int | None = None
+        self._preempted_at = 0.0
+        self._term_handler_asked: Any = None
         self._submitit_handler: Any = None
 
     # -------------------------------------------------------------- the task body
@@ -86,7 +88,8 @@ class Task(submitit.helpers.Checkpointable):
         tag = f"[launch] rank {rank_env.rank}/{rank_env.world_size} node {rank_env.node_rank} ({rank_env.hostnames[rank_env.node_rank]})"
         print(f"{tag}: attempt {self.attempt}, master {rank_env.master_addr}:{rank_env.master_port}, "
               f"entry {_name(self.entry)}", flush=True)
-        waited = check_rendezvous(rank_env, self.health_timeout_s)
+        rdv = Rendezvous(rank_env, self.health_timeout_s)
+        waited = rdv.check()
         if rank_env.rank == 0:
             print(f"[launch] all {rank_env.world_size} ranks on {rank_env.num_nodes} node(s) reached the "
                   f"rendezvous in {waited:.1f}s", flush=True)
@@ -94,13 +97,19 @@ class Task(submitit.helpers.Checkpointable):
         self._submitit_handler = signal.getsignal(usr)
         self._preempted = None
         signal.signal(usr, self._on_preempt_signal)
-        signal.signal(signal.SIGALRM, self._on_grace_expired)
+        signal.signal(signal.SIGALRM, self._on_tick)
         try:
-            result = self.entry(*self.args, **self.kwargs)
+            try:
+                result = self.entry(*self.args, **self.kwargs)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            # Slurm signals each node on its own clock: the trainers stop together (they all-reduce
+            # the stop request), so a rank may return before its own signal arrives. Decide together.
+            if rdv.any_rank("preempted", self._preempted is not None):
+                self._preempted = self._preempted or usr
+                self._requeue(rank_env)
         finally:
-            signal.alarm(0)
-        if self._preempted is not None:
-            self._requeue(rank_env)
+            rdv.close()
         return result
 
     # -------------------------------------------------------------- preemption
@@ -109,15 +118,27 @@ class Task(submitit.helpers.Checkpointable):
         if self._preempted is not None:
             return
         self._preempted = signum
+        self._preempted_at = time.monotonic()
         print(f"[launch] {signal.Signals(signum).name}: time limit or preemption; asking the entry to save a "
               f"checkpoint and return (requeue in at most {self.grace_s:.0f}s)", flush=True)
-        signal.alarm(max(1, int(self.grace_s)))
-        os.kill(os.getpid(), signal.SIGTERM)  # the trainers' StopFlag: checkpoint at the step boundary
+        self._ask_entry_to_stop()
+        signal.setitimer(signal.ITIMER_REAL, 1.0, 1.0)
 
-    def _on_grace_expired(self, signum: int, frame: FrameType | None) -> None:
-        print(f"[launch] the entry did not return within {self.grace_s:.0f}s of the preemption signal; "
-              "requeueing now (it resumes from its last periodic checkpoint)", flush=True)
-        self._requeue(current_rank_env())
+    def _ask_entry_to_stop(self) -> None:
+        """SIGTERM is the trainers' stop request (StopFlag); remember whose handler received it."""
+        self._term_handler_asked = signal.getsignal(signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _on_tick(self, signum: int, frame: FrameType | None) -> None:
+        """Each second after the signal: re-ask an entry that installed its SIGTERM handler only
+        after we asked (it was still starting up), and requeue anyway once the grace period ends."""
+        if time.monotonic() - self._preempted_at >= self.grace_s:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            print(f"[launch] the entry did not return within {self.grace_s:.0f}s of the preemption signal; "
+                  "requeueing now (it resumes from its last periodic checkpoint)", flush=True)
+            self._requeue(current_rank_env())
+        elif signal.getsignal(signal.SIGTERM) is not self._term_handler_asked:
+            self._ask_entry_to_stop()
 
     def _requeue(self, rank_env: RankEnv) -> None:
         """Rank 0 requeues through submitit (which calls self.checkpoint()); the others wait to be

@@ -10,7 +10,7 @@ import socket
 import threading
 
 from launchers.env import RankEnv
-from launchers.health import RendezvousError, check_rendezvous
+from launchers.health import Rendezvous, RendezvousError, check_rendezvous
 
 
 def _free_port() -> int:
@@ -74,3 +74,24 @@ def test_missing_rank_zero_names_the_master() -> None:
     assert status == "error"
     assert "rank 1 on node nodeA could not reach the rendezvous at 127.0.0.1" in msg
     assert "rank 0 (node nodeA) did not start" in msg
+
+
+def _voter(rank: int, world: int, port: int, flag: bool, out: queue.Queue) -> None:
+    r = Rendezvous(_env(rank, world, port), timeout_s=60)
+    r.check()
+    first = r.any_rank("preempted", flag, timeout_s=60)
+    second = r.any_rank("again", False, timeout_s=60)
+    out.put((rank, first, second))
+    r.close()
+
+
+def test_any_rank_vote_after_the_check() -> None:
+    """A rank that saw no preemption signal still learns that another one did (requeue together)."""
+    q: queue.Queue = queue.Queue()
+    port = _free_port() - 1
+    flags = [False, True, False]
+    threads = [threading.Thread(target=_voter, args=(r, 3, port, flags[r], q), daemon=True) for r in range(3)]
+    for t in threads:
+        t.start()
+    got = sorted(q.get(timeout=120) for _ in range(3))
+    assert got == [(0, True, False), (1, True, False), (2, True, False)]

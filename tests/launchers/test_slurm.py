@@ -134,7 +134,8 @@ def test_failing_array_shard_shows_traceback_and_logs(jobs: dict[str, Any], caps
 def test_time_limit_requeues_and_resumes_from_checkpoint(jobs: dict[str, Any]) -> None:
     results = jobs["timeout"].results()  # waits through the signal, the requeue and the resumed run
     assert len(results) == 2
-    assert all(r["resumed_from"] == 2 and r["last_step"] == STEPS and not r["stopped"] for r in results)
+    # resumed from the checkpoint of step 2 (or later, had the resumed run been caught again)
+    assert all(r["resumed_from"] >= 2 and r["last_step"] == STEPS and not r["stopped"] for r in results)
     log = Path(str(jobs["timeout"].paths.stdout).replace("%t", "0")).read_text()
     assert "SIGUSR2: time limit or preemption" in log and "requeueing as attempt 1" in log
     assert "attempt 1, master" in log
