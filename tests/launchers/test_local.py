@@ -26,11 +26,7 @@ def test_two_task_tp2_training_locally(tmp_path: Path) -> None:
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert [r["train/loss"] for r in rows] == [results[0]["losses"][s] for s in (1, 2, 3)]
     assert rows[-1]["train/loss"] < rows[0]["train/loss"]
-
-    # a second launch on the same output_dir resumes from the last checkpoint and trains on
-    rerun = launch(opts, train_tiny_gpt, str(tmp_path / "run"), steps=4, tp=2).results()
-    assert all(r["resumed_from"] == 3 and r["last_step"] == 4 for r in rerun)
-    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
+    assert (tmp_path / "run" / "checkpoints" / "step_3" / "tp_rank_00.pt").exists()
 
 
 def test_launch_command_runs_a_subcommand_in_the_task(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
