@@ -15,6 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemo_r1.data.config import DataConfig
+
 FEW_SHOT = [
     {"user": "What is 2 + 3?", "assistant": "2 + 3 = 5. The answer is \\boxed{5}."},
     {"user": "What is 9 - 4?", "assistant": "9 - 4 = 5. The answer is \\boxed{5}."},
@@ -83,3 +85,9 @@ def write_jsonl(path: str | Path, n: int, seed: int = 0, task: ArithmeticTask | 
             f.write(json.dumps(row) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def demo_data_config(path: str | Path) -> DataConfig:
+    """The data settings the arithmetic task was calibrated with: no instruction suffix, the two
+    few-shot turns, the model's own chat template (measured numbers: docs/rewards.md)."""
+    return DataConfig(train=str(path), format="problem", prompt_suffix="", few_shot=[dict(s) for s in FEW_SHOT])

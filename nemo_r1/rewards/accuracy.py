@@ -1,5 +1,8 @@
 """`accuracy`: math-verify equivalence of the completion's final answer with the gold answer.
 
+Batches are scored in a spawned process pool; a script that calls it at import time needs the
+usual `if __name__ == "__main__":` guard of multiprocessing's spawn start method.
+
 Three bugs seen in open-r1/TRL reward code are ruled out here and pinned by tests:
 - argument order: math-verify's `verify(gold, target)` is not symmetric (an interval gold against
   an inequality answer differs from the reverse), so gold always goes first;
@@ -103,7 +106,7 @@ def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Score
                                "use workers >= 1 from other threads")
         results = [score_one(it) for it in items]
     else:
-        results = shared_pool(max(workers, 1), p.hard_timeout_s).map(score_one, items)
+        results = shared_pool(max(workers, 1), p.hard_timeout_s, ("math_verify",)).map(score_one, items)
     scores: Scores = []
     for (_, gold, _, _), res in zip(items, results, strict=True):
         if res is TIMED_OUT:

@@ -10,6 +10,7 @@ the pool is killed, the hung item scores None and the rest of the batch is re-su
 from __future__ import annotations
 
 import atexit
+import importlib
 import logging
 import multiprocessing as mp
 import os
@@ -24,10 +25,17 @@ TIMED_OUT = object()
 """Placeholder result for an item that exceeded the hard wall limit."""
 
 
-def _init_worker() -> None:
-    # Workers must not compete for the cores with torch, nor die on the trainer's Ctrl-C.
+STARTUP_GRACE_S = 60.0
+"""Extra wait for the first result of a freshly spawned pool (interpreter start + imports)."""
+
+
+def _init_worker(imports: tuple[str, ...]) -> None:
+    # Workers must not compete for the cores with torch, nor die on the trainer's Ctrl-C; heavy
+    # imports happen here so they do not count against the first item's wall limit.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in imports:
+        importlib.import_module(name)
 
 
 class ScoringPool:
@@ -37,17 +45,19 @@ class ScoringPool:
     and reused; spawn (not fork) so that a trainer holding torch/vLLM threads is never forked.
     """
 
-    def __init__(self, workers: int, hard_timeout_s: float = 30.0) -> None:
+    def __init__(self, workers: int, hard_timeout_s: float = 30.0, imports: tuple[str, ...] = ()) -> None:
         if workers < 1:
             raise ValueError(f"ScoringPool needs workers >= 1, got {workers}")
         self.workers = workers
         self.hard_timeout_s = hard_timeout_s
+        self.imports = imports
         self._pool: Any = None
         self._lock = threading.Lock()
 
     def _get(self) -> Any:
         if self._pool is None:
-            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker)
+            self._pool = mp.get_context("spawn").Pool(self.workers, initializer=_init_worker,
+                                                      initargs=(self.imports,))
         return self._pool
 
     def map(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -56,11 +66,12 @@ class ScoringPool:
         pending = list(range(len(items)))
         with self._lock:
             while pending:
+                grace = STARTUP_GRACE_S if self._pool is None else 0.0
                 it = self._get().imap(fn, [items[i] for i in pending], chunksize=1)
                 done = 0
                 try:
                     for k, idx in enumerate(pending):
-                        results[idx] = it.next(timeout=self.hard_timeout_s)
+                        results[idx] = it.next(timeout=self.hard_timeout_s + (grace if k == 0 else 0.0))
                         done = k + 1
                 except mp.TimeoutError:
                     log.warning("scoring item %d exceeded %.0fs wall limit; restarting the pool",
@@ -82,16 +93,16 @@ class ScoringPool:
             self._kill()
 
 
-_POOLS: dict[tuple[int, float], ScoringPool] = {}
+_POOLS: dict[tuple, ScoringPool] = {}
 _POOLS_LOCK = threading.Lock()
 
 
-def shared_pool(workers: int, hard_timeout_s: float) -> ScoringPool:
-    """One pool per (workers, limit) for the whole process, so rewards do not each spawn their own."""
-    key = (workers, hard_timeout_s)
+def shared_pool(workers: int, hard_timeout_s: float, imports: tuple[str, ...] = ()) -> ScoringPool:
+    """One pool per (workers, limit, imports) for the whole process, so rewards do not each spawn their own."""
+    key = (workers, hard_timeout_s, imports)
     with _POOLS_LOCK:
         if key not in _POOLS:
-            _POOLS[key] = ScoringPool(workers, hard_timeout_s)
+            _POOLS[key] = ScoringPool(workers, hard_timeout_s, imports)
         return _POOLS[key]
 
 
