@@ -38,7 +38,7 @@ def _exploding_shard(i: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
+def cluster():
     missing = missing_binaries()
     if missing:
         pytest.fail(f"Slurm is not installed (missing {', '.join(missing)}): {INSTALL_HINT}. "
