@@ -73,26 +73,20 @@ def train_tiny_gpt(output_dir: str, steps: int = 4, tp: int = 2, seed: int = 0, 
     """
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
-    from megatron.core import tensor_parallel
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     from megatron.core.transformer.transformer_config import TransformerConfig
 
+    from nemo_r1.distributed import destroy_distributed, init_distributed
     from nemo_r1.metrics import MetricsLogger
-    from nemo_r1.platform import apply_cpu_patches
     from nemo_r1.trainers.lifecycle import StopFlag
 
     torch.set_num_threads(1)
-    apply_cpu_patches()
-    _init_distributed()
-    world, rank = dist.get_world_size(), dist.get_rank()
-    if world % tp:
-        raise ValueError(f"tp={tp} does not divide the job's {world} ranks")
     if hidden % 64 or (hidden // 64) % tp:
         raise ValueError(f"hidden={hidden} gives {hidden // 64} heads of dim 64, not divisible by tp={tp}; "
                          f"use hidden={64 * tp} or a multiple")
-    ps.initialize_model_parallel(tensor_model_parallel_size=tp)
-    tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    layout = init_distributed(tp=tp, seed=seed)  # reads the RANK/MASTER_* env the launcher exported
+    world, rank = layout.world_size, layout.rank
     torch.manual_seed(seed)
     cfg = TransformerConfig(num_layers=layers, hidden_size=hidden, num_attention_heads=hidden // 64,
                             use_cpu_initialization=True, params_dtype=torch.float32, hidden_dropout=0.0,
@@ -102,8 +96,8 @@ def train_tiny_gpt(output_dir: str, steps: int = 4, tp: int = 2, seed: int = 0, 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    dp_group, dp = ps.get_data_parallel_group(), ps.get_data_parallel_world_size()
-    tp_rank, dp_rank = ps.get_tensor_model_parallel_rank(), ps.get_data_parallel_rank()
+    dp_group, dp = ps.get_data_parallel_group(), layout.dp
+    tp_rank, dp_rank = layout.tp_rank, layout.dp_rank
 
     out = Path(output_dir)
     ckpt_root = out / "checkpoints"
@@ -179,8 +173,7 @@ def train_tiny_gpt(output_dir: str, steps: int = 4, tp: int = 2, seed: int = 0, 
                 break
     if logger is not None:
         logger.close()
-    ps.destroy_model_parallel()
-    dist.destroy_process_group()
+    destroy_distributed()
     return {"rank": rank, "world_size": world, "tp": tp, "tp_rank": tp_rank, "host": socket.gethostname(),
             "node_rank": int(os.environ.get("NODE_RANK", 0)), "resumed_from": start if latest else None,
             "last_step": step, "stopped": stopped, "losses": losses}
