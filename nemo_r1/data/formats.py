@@ -30,7 +30,10 @@ class Examples:
 def problem_example(row: dict[str, Any], cfg: DataConfig, tokenizer: Any | None) -> dict[str, Any]:
     msgs = problem_messages(row["problem"], cfg.system_prompt, cfg.prompt_suffix, cfg.few_shot)
     prompt = render_prompt(msgs, tokenizer, cfg.chat_template) if tokenizer is not None else None
-    return {**row, "answer": str(row["answer"]).strip(), "prompt_messages": msgs, "prompt": prompt}
+    out = {**row, "prompt_messages": msgs, "prompt": prompt}
+    if "answer" in row:  # code problems have tests instead
+        out["answer"] = str(row["answer"]).strip()
+    return out
 
 
 def _assistant_spans(messages: list[dict[str, str]], tokenizer: Any, template: str | None) -> tuple[str, list[tuple[int, int]]]:

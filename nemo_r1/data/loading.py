@@ -19,6 +19,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 REQUIRED = {"problem": ("problem", "answer"), "messages": ("messages",), "text": ("text",)}
+CODE_TEST_COLUMNS = ("verification_info", "canonical_solution")
+"""A `problem` row with one of these is a code task and needs no `answer`."""
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
@@ -135,12 +137,14 @@ def gsm8k_final_answer(answer: str) -> str | None:
 def _check_row(row: dict[str, Any], fmt: str) -> str | None:
     """Why the row cannot be used, or None."""
     for col in REQUIRED[fmt]:
+        if col == "answer" and any(row.get(k) is not None for k in CODE_TEST_COLUMNS):
+            continue  # a code problem: graded by its tests, not a gold answer
         if col not in row or row[col] is None:
             return f"missing column {col!r} (has {sorted(row)}); map it with data.columns, e.g. {{{col}: <name>}}"
     if fmt == "problem":
         if not isinstance(row["problem"], str) or not row["problem"].strip():
             return "empty problem"
-        if not str(row["answer"]).strip():
+        if "answer" in row and not str(row["answer"]).strip():
             return "empty answer"
     if fmt == "messages":
         msgs = row["messages"]

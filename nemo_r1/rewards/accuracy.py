@@ -53,6 +53,8 @@ def _parse_gold(gold: str, timeout_s: int) -> tuple[Any, ...]:
 
     text = gold if "\\boxed" in gold else "\\boxed{" + gold + "}"
     parsed = parse(text, parsing_timeout=timeout_s)
+    if not parsed:  # math-verify returns [] on a timeout too; on a busy machine retry with more time
+        parsed = parse(text, parsing_timeout=5 * timeout_s)
     # Only a string fallback (no sympy object) means math-verify could not read the gold.
     if not any(not isinstance(p, str) for p in parsed):
         return ()

@@ -72,6 +72,9 @@ def _row_infos(n: int, columns: dict[str, Any]) -> list[dict[str, Any] | None]:
     if all(columns.get(k) is not None for k in needed):
         rows = [{k: (columns[k][i] if columns.get(k) is not None else None)
                  for k in (*needed, "plus_input", "atol", "task_id", "prompt")} for i in range(n)]
+        if columns.get("problem") is not None:  # the raw task text (the trainer's `prompt` is rendered)
+            for i, row in enumerate(rows):
+                row["prompt"] = columns["problem"][i]
         return list(function_call_info(rows))
     raise KeyError("reward 'code' needs a `verification_info` column (open-r1 test_cases or function_call) "
                    "or MBPP+ columns (entry_point, canonical_solution, base_input, plus_input)")

@@ -157,6 +157,30 @@ def run_program(code: str, stdin: str = "", limits: SandboxLimits | None = None)
     return run_programs([Program(code, stdin)], limits)[0]
 
 
+class _SlotPool:
+    """Slot numbers (hence sandbox uids) unique across concurrent `run_programs` calls in this process,
+    so two callers never share a uid's RLIMIT_NPROC budget."""
+
+    def __init__(self) -> None:
+        self._free = set(range(4096))
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> list[int]:
+        with self._lock:
+            got = sorted(self._free)[:n]
+            if not got:
+                raise RuntimeError("sandbox: no free slots (more than 4096 programs running at once)")
+            self._free.difference_update(got)
+            return got
+
+    def give(self, slots: list[int]) -> None:
+        with self._lock:
+            self._free.update(slots)
+
+
+_SLOTS = _SlotPool()
+
+
 @dataclass
 class _Running:
     index: int
@@ -171,7 +195,7 @@ class _Running:
 def _run_all(programs: list[Program], limits: SandboxLimits, mode: str) -> list[RunResult]:
     parallel = limits.max_parallel or os.cpu_count() or 1
     results: list[RunResult | None] = [None] * len(programs)
-    free_slots = list(range(parallel))[::-1]
+    free_slots = _SLOTS.take(parallel)[::-1]
     queue = list(range(len(programs)))[::-1]
     running: dict[int, _Running] = {}  # pidfd -> job
     poller = select.poll()
@@ -200,6 +224,8 @@ def _run_all(programs: list[Program], limits: SandboxLimits, mode: str) -> list[
         for job in running.values():
             job.proc.kill()
             _finish(job, limits)
+            free_slots.append(job.slot)
+        _SLOTS.give(free_slots)
     return results  # type: ignore[return-value]
 
 

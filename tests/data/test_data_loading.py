@@ -93,3 +93,8 @@ def test_missing_file_and_config_checks(tmp_path):
         load_rows(str(tmp_path / "x.csv"))
     with pytest.raises(ValueError, match="data.format"):
         DataConfig(format="chat")
+
+
+def test_code_problems_need_tests_not_answers():
+    rows = load_rows("/work/shared/data/mbppplus.jsonl", "problem", {"problem": "prompt"}).rows
+    assert len(rows) == 378 and "answer" not in rows[0] and rows[0]["entry_point"] == "similar_elements"

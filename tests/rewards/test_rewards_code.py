@@ -116,3 +116,13 @@ def test_mbpp_rows_directly_as_columns():
     assert code_fast(canon, **cols) == [1.0, 1.0, 1.0]
     info = function_call_info(rows)
     assert all(i["dropped"] == 0 and len(i["inputs"]) == len(i["outputs"]) > 10 for i in info)
+
+
+def test_mbpp_through_the_data_layer():
+    # rows as the trainer passes them: problem format, `problem` mapped from MBPP's prompt
+    from nemo_r1.data import DataConfig, load_examples
+
+    cfg = DataConfig(train="/work/shared/data/mbppplus.jsonl", columns={"problem": "prompt"})
+    ex = [e for e in load_examples(cfg, None).examples if e["task_id"] in ("Mbpp/106", "Mbpp/720")]
+    cols = {k: [e[k] for e in ex] for k in ex[0]}
+    assert code_fast([block(e["canonical_solution"]) for e in ex], **cols) == [1.0, 1.0]  # tuple inputs restored
