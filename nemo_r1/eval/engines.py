@@ -149,7 +149,7 @@ class HFEngine:
     """transformers `generate` in left-padded batches: the baseline the benchmark compares to."""
 
     def __init__(self, spec: EngineSpec) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = getattr(torch, spec.dtype) if spec.dtype else (torch.float32 if self.device == "cpu" else "auto")
@@ -161,6 +161,11 @@ class HFEngine:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tok.eos_token_id)
+        # The checkpoint's sampling defaults (repetition_penalty, top_k, ...) would fill every
+        # setting we leave unset; vLLM gets exactly our settings, so HF must start from a clean one.
+        self.model.generation_config = GenerationConfig(
+            bos_token_id=self.model.generation_config.bos_token_id, eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id)
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], seeds: list[int], temperature: float, top_p: float,
@@ -172,9 +177,9 @@ class HFEngine:
             ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in batch], device=self.device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
             budget = max(max_new_tokens[start:start + self.batch_size])
-            kw: dict[str, Any] = dict(max_new_tokens=budget, pad_token_id=self.pad_id)
+            kw: dict[str, Any] = dict(max_new_tokens=budget)
             if temperature == 0:
-                kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                kw.update(do_sample=False)
             else:
                 torch.manual_seed(seeds[start])  # one RNG per batch: see the module docstring
                 kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
