@@ -1,0 +1,1 @@
+"""Megatron models from HF configs, HF <-> Megatron conversion, logprob forward, checkpoints."""

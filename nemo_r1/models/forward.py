@@ -1,0 +1,156 @@
+"""Per-token logprobs through megatron's pipeline schedule, with a caller-supplied loss.
+
+The trainers (GRPO, SFT) call one function, `forward_backward_logprobs`, on every rank with the
+same micro-batches. The last pipeline stage turns its TP-sharded logits into logprobs of the next
+tokens with a vocab-parallel log-softmax (megatron's vocab_parallel_cross_entropy: two all-reduces
+of [b, s] statistics, never a full-vocab gather) and hands them to the loss function.
+
+Loss semantics are "sum": gradients are d(sum over micro-batches and data-parallel ranks of the
+losses)/dθ. Loss functions normalise by *global* counts themselves (see algorithms.grpo), so the
+result does not depend on how a batch is cut into micro-batches or DP ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from nemo_r1.models.build import info_of
+
+# loss_fn(logprobs [b, L-1] of tokens[:, 1:], micro_batch) -> loss or (loss, {name: float})
+LossFn = Callable[[Tensor, Any], "Tensor | tuple[Tensor, dict[str, float]]"]
+
+
+@dataclass
+class StepOutput:
+    """What a forward(+backward) over micro-batches produced, per micro-batch in order.
+
+    On ranks outside the last pipeline stage these are empty unless `broadcast=True`.
+    """
+
+    logprobs: list[Tensor] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    metrics: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return float(sum(self.losses))
+
+
+def _field(mb: Any, name: str) -> Any:
+    if isinstance(mb, dict):
+        return mb.get(name)
+    return getattr(mb, name, None)
+
+
+def vocab_parallel_logprobs(logits: Tensor, target: Tensor, vocab_size: int, temperature: float = 1.0) -> Tensor:
+    """log p(target) from TP-sharded logits [..., V/tp]; padded vocab rows (>= vocab_size) get p=0."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
+
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    part = logits.shape[-1]
+    start = ps.get_tensor_model_parallel_rank() * part
+    if start + part > vocab_size:  # this rank holds padding rows: exclude them from the softmax
+        pad = torch.arange(start, start + part, device=logits.device) >= vocab_size
+        logits = logits.masked_fill(pad, float("-inf"))
+    elif temperature == 1.0:
+        logits = logits.clone()  # vocab_parallel_cross_entropy works in place
+    return -vocab_parallel_cross_entropy(logits, target)
+
+
+def _forward_step(vocab_size: int, loss_fn: LossFn | None, temperature: float, data_iterator: Any,
+                  model: torch.nn.Module):
+    mb = next(data_iterator)
+    tokens = _field(mb, "tokens")
+    if tokens is None:
+        raise TypeError("each micro-batch needs `tokens` ([b, L] int64), as an attribute or dict key")
+    b, L = tokens.shape
+    position_ids = _field(mb, "position_ids")
+    if position_ids is None:
+        position_ids = torch.arange(L, device=tokens.device).expand(b, L)
+    out = model(tokens, position_ids, _field(mb, "attention_mask"))
+
+    def loss_func(logits: Tensor):
+        # Targets are the next tokens; the last position gets a dummy target and is dropped, which
+        # avoids copying the [b, L, V/tp] logits to slice off one column.
+        target = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
+        lp = vocab_parallel_logprobs(logits, target, vocab_size, temperature)[:, :-1]
+        metrics: dict[str, float] = {}
+        if loss_fn is None:
+            loss = lp.sum() * 0.0
+        else:
+            res = loss_fn(lp, mb)
+            loss, metrics = res if isinstance(res, tuple) else (res, {})
+        stats = {"logprobs": lp.detach(), "loss": float(loss.detach()), "metrics": metrics}
+        # 3-tuple + calculate_per_token_loss: the schedule neither divides by the micro-batch count
+        # nor by tokens (our finalize ignores the count), so gradients are plain sums.
+        return loss, torch.tensor(1, dtype=torch.int), stats
+
+    return out, loss_func
+
+
+def forward_backward_logprobs(model: torch.nn.Module, micro_batches: Sequence[Any], loss_fn: LossFn | None = None,
+                              forward_only: bool = False, temperature: float = 1.0,
+                              broadcast: bool = True) -> StepOutput:
+    """Run every micro-batch through the pipeline; backward too unless `forward_only`.
+
+    micro_batches: objects or dicts with `tokens` [b, L] (right padding is harmless: causal), and
+    optionally `position_ids` [b, L] and `attention_mask` [b, 1, L, L] bool (True = masked, e.g.
+    block-causal for packed documents). Gradients accumulate into the model's grad buffers; the
+    caller zeroes them and steps the optimizer (see `nemo_r1.models.train.train_step`).
+    broadcast: copy the last stage's logprobs/losses/metrics to every pipeline stage.
+    """
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    if not micro_batches:
+        raise ValueError("forward_backward_logprobs needs at least one micro-batch")
+    if not forward_only and loss_fn is None:
+        raise ValueError("a backward pass needs a loss_fn")
+    info = info_of(model)
+    seq = max(int(_field(mb, "tokens").shape[1]) for mb in micro_batches)
+    mbs = max(int(_field(mb, "tokens").shape[0]) for mb in micro_batches)
+    fb = get_forward_backward_func()
+    stats = fb(forward_step_func=partial(_forward_step, info.vocab_size, loss_fn, temperature),
+               data_iterator=iter(micro_batches), model=[model], num_microbatches=len(micro_batches),
+               seq_length=seq, micro_batch_size=mbs, forward_only=forward_only)
+    out = StepOutput()
+    if ps.is_pipeline_last_stage():
+        out = StepOutput([s["logprobs"] for s in stats], [s["loss"] for s in stats], [s["metrics"] for s in stats])
+    if broadcast and ps.get_pipeline_model_parallel_world_size() > 1:
+        box = [out]
+        dist.broadcast_object_list(box, src=ps.get_pipeline_model_parallel_last_rank(),
+                                   group=ps.get_pipeline_model_parallel_group())
+        out = box[0]
+    return out
+
+
+@torch.no_grad()
+def forward_logits(model: torch.nn.Module, tokens: Tensor) -> Tensor | None:
+    """Full-vocabulary logits [b, L, V] on the last stage (None elsewhere): gathers the TP shards,
+    so use it for checks and debugging, not in training loops."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+    from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
+
+    info = info_of(model)
+    b, L = tokens.shape
+
+    def step(it: Any, m: torch.nn.Module):
+        t = next(it)
+        out = m(t, torch.arange(L).expand(b, L), None)
+        return out, lambda logits: (logits.sum() * 0, torch.tensor(1, dtype=torch.int),
+                                    gather_from_tensor_model_parallel_region(logits.float())[..., : info.vocab_size])
+
+    res = get_forward_backward_func()(forward_step_func=step, data_iterator=iter([tokens]), model=[model],
+                                      num_microbatches=1, seq_length=L, micro_batch_size=b, forward_only=True)
+    return res[0] if ps.is_pipeline_last_stage() else None
