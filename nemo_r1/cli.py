@@ -108,9 +108,17 @@ def plot_main(args: argparse.Namespace) -> int:
     return 0
 
 
+# These parse their own flags (argparse.REMAINDER would reject an option right after the command).
+RAW_ARGV = ("eval", "generate", "filter", "decontaminate", "launch", "plan", "bench")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; also callable in-process (launchers do that)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in RAW_ARGV:
+        args = argparse.Namespace(command=argv[0], rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         handler = resolve(args.command)
         rc = handler(args)

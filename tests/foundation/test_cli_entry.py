@@ -38,3 +38,11 @@ def test_plot_command(tmp_path, capsys):
         log.log(1, {"train/loss": 0.5})
     assert main(["plot", str(tmp_path)]) == 0
     assert (tmp_path / "plots" / "train.png").exists()
+
+
+def test_raw_commands_take_options_right_after_the_command(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:  # argparse's --help exits 0 after printing
+        main(["plan", "--help"])
+    assert e.value.code == 0 and "--nodes" in capsys.readouterr().out
