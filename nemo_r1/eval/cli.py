@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequences in flight per engine (vLLM refills as they finish; HF runs chunks of this)")
     p.add_argument("--kv-cache-gib", type=float, default=2.0, help="CPU vLLM KV cache per engine (GiB)")
     p.add_argument("--hf-batch-size", type=int, default=16, help="batch size of --backend hf")
-    p.add_argument("--overwrite", action="store_true", help="allow new settings in an existing --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the samples in --out and start afresh")
     p.add_argument("--no-progress", action="store_true")
     return p
 

@@ -1,9 +1,10 @@
 """`evaluate()`: generate n samples per problem, grade, write samples and scores, resumably.
 
-Flow per benchmark: load problems -> build the prompt text (chat template + \\boxed instruction) and
-token ids once -> skip problems already in DIR/samples/<bench>.jsonl -> generate the rest in chunks
-(one seed per sample, so reruns reproduce) -> grade each chunk -> append each problem's n samples
-atomically -> score everything on disk -> DIR/results.json and a markdown table.
+Flow per benchmark: load problems -> build the prompt text (data templates: problem + \\boxed
+instruction, chat template) and token ids -> skip problems already in DIR/samples/<bench>.jsonl ->
+generate the rest, one job per problem with one seed per sample (reruns reproduce) -> as each
+problem finishes, grade it and append its n samples atomically -> score everything on disk ->
+DIR/results.json and a markdown table.
 """
 
 from __future__ import annotations
@@ -106,8 +107,14 @@ def resolve_model(model: str, out_dir: Path) -> str:
 
 
 def _check_settings(out_dir: Path, settings: EvalSettings, overwrite: bool) -> None:
+    """Refuse to mix samples of different settings; `overwrite` starts the dir afresh instead."""
     path = out_dir / "settings.json"
-    if path.exists() and not overwrite:
+    if overwrite:
+        import shutil
+
+        shutil.rmtree(out_dir / "samples", ignore_errors=True)
+        (out_dir / "results.json").unlink(missing_ok=True)
+    elif path.exists():
         old = json.loads(path.read_text())
         new = settings.sample_key()
         diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
