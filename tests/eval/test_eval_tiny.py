@@ -79,12 +79,12 @@ def test_resume_after_kill_gives_the_uninterrupted_samples(tiny_model, engine, t
 
 
 def test_unparseable_gold_is_reported_not_scored(tiny_model, tmp_path):
-    from nemo_r1.eval.cli import main
+    from nemo_r1.cli import main  # the console script's entry: `nemo-r1 eval ...`
 
     rows = math_rows(3) + [{"id": "bad1", "problem": "What is x?", "answer": "\\frac{3}{"},
                            {"id": "bad2", "problem": "What is y?", "answer": ""}]
     data = write_jsonl(tmp_path / "d.jsonl", rows)
-    rc = main(["--model", tiny_model, "--data", str(data), "--n", "1", "--temperature", "0", "--backend", "hf",
+    rc = main(["eval", "--model", tiny_model, "--data", str(data), "--n", "1", "--temperature", "0", "--backend", "hf",
                "--max-new-tokens", "4", "--out", str(tmp_path / "o"), "--no-progress"])
     assert rc == 0
     import json
