@@ -97,6 +97,14 @@ def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:
         _prune(Path(cfg.output_dir), cfg.checkpoint.keep)
 
 
+def _any_rank(flag: bool) -> bool:
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  # noqa: C901 - the loop
     """Run GRPO to `train.max_steps`; returns the metrics rows logged (on rank 0)."""
     from transformers import AutoTokenizer
@@ -210,10 +218,11 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                 bar.set_postfix(reward=f"{row['reward/mean']:.3f}", step_s=f"{row['timing/step_s']:.1f}")
                 bar.update(1)
             done = step + 1 == cfg.train.max_steps
-            if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stop.stop or \
+            stopping = _any_rank(stop.stop)  # Slurm signals nodes at different moments: save together
+            if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stopping or \
                     (done and cfg.checkpoint.save_final):
                 save(policy, cfg, step + 1, is_rank0)
-            if stop.stop:
+            if stopping:
                 break
     bar.close()
     if log is not None:
