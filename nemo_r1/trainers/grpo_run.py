@@ -61,40 +61,29 @@ def materialize_data(cfg: Config) -> str:
     return str(path)
 
 
-def _latest_checkpoint(output_dir: Path) -> Path | None:
-    ckpts = sorted((output_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    ckpts = [c for c in ckpts if (c / "COMPLETE").exists()]
-    return ckpts[-1] if ckpts else None
-
-
 def _resume_dir(cfg: Config) -> Path | None:
+    from nemo_r1.models.checkpoint import latest_checkpoint
+
     if cfg.train.resume == "none":
         return None
     if cfg.train.resume == "auto":
-        return _latest_checkpoint(Path(cfg.output_dir))
+        return latest_checkpoint(cfg.output_dir)
     path = Path(cfg.train.resume)
-    if not (path / "COMPLETE").exists():
-        raise FileNotFoundError(f"train.resume={cfg.train.resume!r}: no complete checkpoint there")
+    if not path.is_dir():
+        raise FileNotFoundError(f"train.resume={cfg.train.resume!r}: no checkpoint there "
+                                "(use `auto`, `none` or a checkpoints/step_N dir)")
     return path
 
 
-def _prune(output_dir: Path, keep: int) -> None:
-    if keep <= 0:
-        return
-    done = sorted((p for p in (output_dir / "checkpoints").glob("step_*") if (p / "COMPLETE").exists()),
-                  key=lambda p: int(p.name.split("_")[1]))
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:  # noqa: ANN001
+    """Atomic checkpoint (the models layer writes a temp dir and renames), then prune old ones."""
+    from nemo_r1.models.checkpoint import checkpoint_dir
 
-
-def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:
-    path = Path(cfg.output_dir) / "checkpoints" / f"step_{step}"
-    policy.save(path, {"step": step})
-    if dist.is_initialized():
-        dist.barrier()
-    if is_rank0:
-        (path / "COMPLETE").write_text(str(step))
-        _prune(Path(cfg.output_dir), cfg.checkpoint.keep)
+    policy.save(checkpoint_dir(cfg.output_dir, step), {"step": step})
+    if is_rank0 and cfg.checkpoint.keep > 0:
+        done = sorted((Path(cfg.output_dir) / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+        for old in done[:-cfg.checkpoint.keep]:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _any_rank(flag: bool) -> bool:
