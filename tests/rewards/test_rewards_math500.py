@@ -17,6 +17,9 @@ from nemo_r1.rewards import get_reward
 
 GOLDS = [json.loads(line)["answer"] for line in open("/work/shared/data/math500.jsonl", encoding="utf-8")]
 OFFSETS = (1, 7, 50)
+# math-verify's timeouts are wall-clock alarms; generous ones keep a busy CI machine from turning
+# slow-but-equal answers into 0 (the reward's defaults are math-verify's, 3 s).
+T = 20
 # Different strings that are the same answer (explained in docs/rewards.md).
 TRUE_EQUIVALENTS = {(22, 23): "'5' vs 'x=5': an equation x = 5 is read as its value 5"}
 
@@ -27,19 +30,20 @@ def completion(gold: str) -> str:
 
 @pytest.fixture(scope="module")
 def parsed_golds():
-    return [parse("\\boxed{" + g + "}") for g in GOLDS]
+    return [parse("\\boxed{" + g + "}", parsing_timeout=T) for g in GOLDS]
 
 
 @pytest.fixture(scope="module")
 def acc():
-    return get_reward("accuracy", workers=2)
+    return get_reward("accuracy", workers=2, parse_timeout_s=T, verify_timeout_s=T, hard_timeout_s=120)
 
 
 def test_every_gold_scores_one_against_itself(acc, parsed_golds):
     assert len(GOLDS) == 500
     scores = acc([completion(g) for g in GOLDS], answer=GOLDS)
     assert [(i, GOLDS[i]) for i, s in enumerate(scores) if s != 1.0] == []
-    direct = [float(verify(parsed_golds[i], parse(completion(g)))) for i, g in enumerate(GOLDS)]
+    direct = [float(verify(parsed_golds[i], parse(completion(g), parsing_timeout=T), timeout_seconds=T))
+              for i, g in enumerate(GOLDS)]
     disagreements = [(i, GOLDS[i]) for i in range(500) if direct[i] != scores[i]]
     assert disagreements == []
 
@@ -51,5 +55,6 @@ def test_other_problems_answers_score_zero_except_true_equivalents(acc, parsed_g
     same_string = {(i, j) for i, j in matched if GOLDS[i].strip() == GOLDS[j].strip()}
     assert matched - same_string == set(TRUE_EQUIVALENTS)
     assert len(same_string) == 8  # problems that share an answer such as "3" or "16"
-    direct = [float(verify(parsed_golds[i], parse(completion(GOLDS[j])))) for i, j in pairs]
+    direct = [float(verify(parsed_golds[i], parse(completion(GOLDS[j]), parsing_timeout=T), timeout_seconds=T))
+              for i, j in pairs]
     assert [p for p, d, s in zip(pairs, direct, scores, strict=True) if d != s] == []

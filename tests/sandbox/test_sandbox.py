@@ -14,7 +14,9 @@ import pytest
 from nemo_r1.sandbox import Program, SandboxLimits, isolation_mode, run_program, run_programs
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = SandboxLimits(cpu_s=1, wall_s=2.5, nproc=16, memory_mb=512, max_parallel=2)
+FAST = SandboxLimits(cpu_s=1, wall_s=10, nproc=16, memory_mb=512, max_parallel=2)
+SLACK_S = 8.0
+"""Start-up allowance on top of a wall limit: this 2-core CI machine may be shared and busy."""
 SLOT_UIDS = range(FAST.uid_base, FAST.uid_base + 64)
 
 needs_namespaces = pytest.mark.skipif(
@@ -101,18 +103,18 @@ def test_program_sees_empty_cwd_clean_env_and_own_uid(unchanged, monkeypatch):
 
 @needs_namespaces
 def test_infinite_loop_is_killed_by_cpu_limit(unchanged):
-    t0 = time.monotonic()
     r = run_program("while True:\n    pass\n", limits=FAST)
-    assert not r.ok and time.monotonic() - t0 < FAST.wall_s + 2
-    assert r.timed_out or r.signal is not None
+    assert not r.ok and (r.signal is not None or r.timed_out)  # SIGXCPU/SIGKILL from RLIMIT_CPU
+    assert r.cpu_s is None or r.cpu_s < FAST.cpu_s + 1.5  # (the wall limit only on a very busy machine)
 
 
 @needs_namespaces
 def test_sleeping_program_hits_wall_limit(unchanged):
+    lim = SandboxLimits(wall_s=1.5, max_parallel=1)
     t0 = time.monotonic()
-    r = run_program("import time\ntime.sleep(60)\n", limits=FAST)
+    r = run_program("import time\ntime.sleep(60)\n", limits=lim)
     assert r.timed_out and not r.ok
-    assert time.monotonic() - t0 < FAST.wall_s + 2
+    assert 1.5 <= time.monotonic() - t0 < lim.wall_s + SLACK_S
 
 
 @needs_namespaces
@@ -125,14 +127,14 @@ def test_memory_bomb_fails_with_memory_error(unchanged):
 @needs_namespaces
 def test_fork_bomb_is_capped_and_leaves_no_process(unchanged):
     # NPROC caps the uid at 8 processes before the bomb runs: verify the cap first, then the bomb.
-    lim = SandboxLimits(cpu_s=2, wall_s=3, nproc=8, memory_mb=256, max_parallel=1)
+    lim = SandboxLimits(cpu_s=2, wall_s=3, nproc=8, memory_mb=256, max_parallel=1)  # the bomb ends at wall_s
     probe = run_program("import os, time\nn = 0\nfor _ in range(50):\n    try:\n        pid = os.fork()\n"
                         "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n"
                         "        os._exit(0)\n    n += 1\nprint(n)\n", limits=lim)
     assert probe.ok and 0 < int(probe.stdout) < 8
     t0 = time.monotonic()
     r = run_program("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", limits=lim)
-    assert not r.ok and time.monotonic() - t0 < lim.wall_s + 3
+    assert not r.ok and time.monotonic() - t0 < lim.wall_s + SLACK_S
     assert _sandbox_processes() == []
 
 
@@ -207,11 +209,9 @@ def _accept(server: socket.socket):
 
 @needs_namespaces
 def test_huge_output_is_capped(unchanged):
-    lim = SandboxLimits(cpu_s=2, wall_s=4, fsize_mb=2, output_bytes=4096, max_parallel=1)
-    t0 = time.monotonic()
+    lim = SandboxLimits(cpu_s=5, wall_s=10, fsize_mb=2, output_bytes=4096, max_parallel=1)
     r = run_program("while True:\n    print('x' * 10000)\n", limits=lim)
-    assert not r.ok and len(r.stdout) == 4096
-    assert time.monotonic() - t0 < lim.wall_s + 2
+    assert not r.ok and not r.timed_out and len(r.stdout) == 4096  # stopped by RLIMIT_FSIZE, not the clock
 
 
 @needs_namespaces
