@@ -13,7 +13,10 @@ Three bugs seen in open-r1/TRL reward code are ruled out here and pinned by test
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -29,54 +32,89 @@ log = logging.getLogger(__name__)
 class AccuracyParams:
     workers: int | None = None
     """Scoring processes; None = all cores (max 8); 0 = score in this process (main thread only)."""
-    parse_timeout_s: int = 3
-    """math-verify's own per-parse timeout (signal.alarm inside the worker)."""
-    verify_timeout_s: int = 3
-    """math-verify's own per-comparison timeout."""
-    hard_timeout_s: float = 30.0
-    """Wall limit per item, enforced by killing the worker (for hangs an alarm cannot break)."""
+    cpu_timeout_s: float = 5.0
+    """CPU seconds for parsing the gold, and again for parsing + verifying the answer."""
+    hard_timeout_s: float = 60.0
+    """Wall limit per item, enforced by killing the worker (for C code no signal can interrupt)."""
     min_pool_batch: int = 8
     """Smaller batches are scored in-process (when on the main thread): a pool round-trip costs more."""
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0 or None, got {self.workers}")
+        if self.cpu_timeout_s <= 0:
+            raise ValueError(f"cpu_timeout_s must be > 0, got {self.cpu_timeout_s}")
 
 
 # Status codes returned by the worker next to the score.
-OK, NO_ANSWER, BAD_GOLD, ERROR = "ok", "no_answer", "bad_gold", "error"
+OK, NO_ANSWER, BAD_GOLD, GOLD_TIMEOUT, ERROR = "ok", "no_answer", "bad_gold", "gold_timeout", "error"
+
+
+class _CpuTimeout(BaseException):
+    """Raised by the CPU-time alarm; a BaseException so math-verify's `except Exception` cannot eat it."""
+
+
+def _on_cpu_alarm(signum: int, frame: Any) -> None:
+    raise _CpuTimeout
+
+
+@contextmanager
+def _cpu_limit(seconds: float) -> Iterator[None]:
+    """Raise _CpuTimeout after `seconds` of this process's CPU time.
+
+    Why CPU time and not math-verify's own timeouts: those are wall-clock `signal.alarm`s, and on a
+    busy machine (measured here at load 23 on 2 cores) they fire on easy inputs, so correct answers
+    score 0 and good golds look unparseable. They are disabled (timeout 0) and this replaces them.
+    """
+    old = signal.signal(signal.SIGPROF, _on_cpu_alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
 
 
 @lru_cache(maxsize=4096)
-def _parse_gold(gold: str, timeout_s: int) -> tuple[Any, ...]:
+def _parse_gold(gold: str) -> tuple[Any, ...]:
     from math_verify import parse
 
     text = gold if "\\boxed" in gold else "\\boxed{" + gold + "}"
-    parsed = parse(text, parsing_timeout=timeout_s)
-    if not parsed:  # math-verify returns [] on a timeout too; on a busy machine retry with more time
-        parsed = parse(text, parsing_timeout=5 * timeout_s)
+    parsed = parse(text, parsing_timeout=0)
     # Only a string fallback (no sympy object) means math-verify could not read the gold.
     if not any(not isinstance(p, str) for p in parsed):
         return ()
     return tuple(parsed)
 
 
-def score_one(item: tuple[str, str, int, int]) -> tuple[float | None, str]:
-    """(score, status) for one (completion, gold); module-level so the pool can pickle it."""
-    completion, gold, parse_timeout, verify_timeout = item
+def score_one(item: tuple[str, str, float]) -> tuple[float | None, str]:
+    """(score, status) for one (completion, gold, cpu budget); module-level so the pool can pickle it.
+
+    A gold that runs out of CPU scores None (not the completion's fault); an answer that does
+    scores 0.0, so a model gains nothing by emitting expressions too costly to check.
+    """
+    completion, gold, cpu_s = item
     try:
         from math_verify import parse, verify
 
-        gold_parsed = _parse_gold(gold.strip(), parse_timeout) if gold and gold.strip() else ()
+        if not gold or not gold.strip():
+            return None, BAD_GOLD
+        try:
+            with _cpu_limit(cpu_s):
+                gold_parsed = _parse_gold(gold.strip())
+        except _CpuTimeout:
+            return None, GOLD_TIMEOUT
         if not gold_parsed:
             return None, BAD_GOLD
         answer = extract_final_answer(completion)
         if answer is None:
             return 0.0, NO_ANSWER
-        pred = parse("\\boxed{" + answer + "}", parsing_timeout=parse_timeout)
-        if not pred:
+        try:
+            with _cpu_limit(cpu_s):
+                pred = parse("\\boxed{" + answer + "}", parsing_timeout=0)
+                return (float(verify(list(gold_parsed), pred, timeout_seconds=0)) if pred else 0.0), OK
+        except _CpuTimeout:
             return 0.0, OK
-        return float(verify(list(gold_parsed), pred, timeout_seconds=verify_timeout)), OK
     except Exception as e:  # noqa: BLE001 - one bad item must not fail the batch
         return 0.0, f"{ERROR}: {type(e).__name__}: {e}"
 
@@ -97,8 +135,7 @@ def _warn_bad_gold(gold: str) -> None:
 def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Scores:
     """1.0 if the last \\boxed{}/<answer> equals the `answer` column under math-verify, else 0.0; None if the gold does not parse."""
     golds = require_column("accuracy", columns, "answer")
-    items = [(c, "" if g is None else str(g), p.parse_timeout_s, p.verify_timeout_s)
-             for c, g in zip(completions, golds, strict=True)]
+    items = [(c, "" if g is None else str(g), p.cpu_timeout_s) for c, g in zip(completions, golds, strict=True)]
     workers = default_workers() if p.workers is None else p.workers
     in_process = workers == 0 or (len(items) < p.min_pool_batch
                                   and threading.current_thread() is threading.main_thread())
@@ -110,13 +147,15 @@ def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Score
     else:
         results = shared_pool(max(workers, 1), p.hard_timeout_s, ("math_verify",)).map(score_one, items)
     scores: Scores = []
-    for (_, gold, _, _), res in zip(items, results, strict=True):
+    for (_, gold, _), res in zip(items, results, strict=True):
         if res is TIMED_OUT:
             scores.append(None)
             continue
         score, status = res
         if status == BAD_GOLD:
             _warn_bad_gold(gold)
+        elif status == GOLD_TIMEOUT:
+            log.warning("accuracy: parsing gold %r took over the CPU budget; scored None", gold[:200])
         elif status.startswith(ERROR):
             log.warning("accuracy: scoring failed (%s); scored 0.0", status)
         scores.append(score)

@@ -80,8 +80,17 @@ def test_pool_hard_timeout_scores_only_the_hung_item():
 def test_accuracy_timeout_gives_none():
     fn = get_reward("accuracy", workers=1, min_pool_batch=1, hard_timeout_s=1.0)
     assert fn(["\\boxed{1}"], answer=["1"]) == [1.0]  # start the pool: its first item has a start-up grace
-    # 9^(9^(9^9)) keeps sympy busy for seconds (math-verify's own 3 s alarms end it, past the 1 s limit).
+    # 9^(9^(9^9)) keeps sympy busy for seconds (its 5 s CPU budget ends it, past the 1 s wall limit).
     t0 = time.monotonic()
     scores = fn(["\\boxed{9^{9^{9^{9}}}}", "\\boxed{2}"], answer=["3", "2"])
     assert time.monotonic() - t0 < 15
-    assert scores == [None, 1.0]  # math-verify alone needs > 3 s on it (its own alarms), past the 1 s limit
+    assert scores == [None, 1.0]
+
+
+def test_cpu_budget_scores_costly_answers_zero_and_ignores_machine_load():
+    t0 = time.process_time()
+    fn = get_reward("accuracy", workers=0, cpu_timeout_s=0.5)
+    assert fn(["\\boxed{9^{9^{9^{9}}}}", "\\boxed{2}"], answer=["3", "2"]) == [0.0, 1.0]
+    assert time.process_time() - t0 < 5  # stopped by the CPU budget, not by running to the end
+    with pytest.raises(ValueError, match="cpu_timeout_s"):
+        get_reward("accuracy", cpu_timeout_s=0)

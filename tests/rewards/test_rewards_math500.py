@@ -17,8 +17,8 @@ from nemo_r1.rewards import get_reward
 
 GOLDS = [json.loads(line)["answer"] for line in open("/work/shared/data/math500.jsonl", encoding="utf-8")]
 OFFSETS = (1, 7, 50)
-# math-verify's timeouts are wall-clock alarms; generous ones keep a busy CI machine from turning
-# slow-but-equal answers into 0 (the reward's defaults are math-verify's, 3 s).
+# Direct math-verify's timeouts are wall-clock alarms; generous ones keep a busy CI machine from
+# turning slow-but-equal answers into 0 on the reference side.
 T = 20
 # Different strings that are the same answer (explained in docs/rewards.md).
 TRUE_EQUIVALENTS = {(22, 23): "'5' vs 'x=5': an equation x = 5 is read as its value 5"}
@@ -35,7 +35,7 @@ def parsed_golds():
 
 @pytest.fixture(scope="module")
 def acc():
-    return get_reward("accuracy", workers=2, parse_timeout_s=T, verify_timeout_s=T, hard_timeout_s=120)
+    return get_reward("accuracy", workers=2)  # its budget is CPU time: no load-dependent timeouts
 
 
 def test_every_gold_scores_one_against_itself(acc, parsed_golds):
