@@ -123,6 +123,17 @@ class ColocatedRollout:
             stats.seconds = tm.seconds
         return stats
 
+    def shutdown(self) -> None:
+        """Every rank, before the trainer destroys its process groups: drops the engine and vLLM's
+        groups; the trainer's default group stays usable."""
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+        elif self.distributed:
+            from nemo_r1.rollout.vllm_engine import release_engine_groups
+
+            release_engine_groups()
+
     def sleep(self) -> None:
         if self.engine is not None:
             self.engine.sleep()

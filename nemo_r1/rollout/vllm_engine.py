@@ -53,6 +53,17 @@ def engine_kwargs(model: str, cfg: EngineConfig, cuda: bool, external_launcher: 
     return kw
 
 
+def release_engine_groups() -> None:
+    """Destroy vLLM's process groups (built over the trainer's world) but not the default group."""
+    from vllm.distributed import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    if ps._WORLD is not None:
+        ps._WORLD.destroy()
+        ps._WORLD = None
+
+
 def _repack_tied_lm_head(worker: Any) -> bool:
     """Runs inside the vLLM worker after a reload. On CPU each linear layer keeps a *prepacked
     copy* of its weight (oneDNN/SGL kernels); a tied lm_head shares the embedding's Parameter but is
@@ -84,11 +95,20 @@ class VLLMEngine:
         # vLLM's CPU worker caps torch at 1 thread and replaces torch.set_num_threads with a no-op
         # for the whole process; the trainer shares this process, so both are put back.
         set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+        # A trainer's torch.distributed world existed before us: vLLM must not tear it down.
+        self.colocated = torch.distributed.is_available() and torch.distributed.is_initialized()
         try:
             self.llm = LLM(**engine_kwargs(self.model_path, self.cfg, self.cuda, external_launcher))
         finally:
             torch.set_num_threads = set_threads
             torch.set_num_threads(threads)
+        if self.colocated:
+            # vLLM's in-process engine shuts down when its client is collected (or at exit) and that
+            # shutdown destroys the *default* process group, i.e. the trainer's world. Detach it;
+            # `shutdown()` releases only vLLM's own groups.
+            finalizer = getattr(self.llm.llm_engine.engine_core, "_finalizer", None)
+            if finalizer is not None:
+                finalizer.detach()
         self.tokenizer = self.llm.get_tokenizer()
         hf_cfg = self.llm.llm_engine.model_config.hf_config
         self.tied_embeddings = bool(getattr(hf_cfg, "tie_word_embeddings", False))
@@ -190,6 +210,17 @@ class VLLMEngine:
         if self.sleeping:
             self.wake_up(["kv_cache"])
         return stats
+
+    def shutdown(self) -> None:
+        """Release the engine. Standalone: vLLM's full shutdown. Colocated: vLLM's process groups
+        only, leaving the trainer's default group alive (call before destroying it)."""
+        if getattr(self, "llm", None) is None:
+            return
+        if self.colocated:
+            release_engine_groups()
+        else:
+            self.llm.llm_engine.engine_core.shutdown()
+        self.llm = None
 
     # ---- memory (GPU) -----------------------------------------------------------------------
     def sleep(self) -> None:
