@@ -83,26 +83,27 @@ def build_prompt(tokenizer: Any, problem: Problem, bench: Benchmark, settings: E
 
 
 def resolve_model(model: str, out_dir: Path) -> str:
-    """An HF dir as is; a Megatron checkpoint is exported to OUT/hf_model once (reused on rerun)."""
+    """An HF dir as is; a Megatron checkpoint (`checkpoints/step_N`, or a run's output dir: its
+    latest checkpoint) is exported to OUT/hf_model/<step> once and reused on reruns."""
     p = Path(model)
     if (p / "config.json").exists() or not p.exists():
         return model  # HF dir, or a hub name on a connected cluster
-    markers = ("metadata.json", "common.pt", "latest_checkpointed_iteration.txt")
-    if not any((p / m).exists() for m in markers) and not list(p.glob("step_*")) and not list(p.glob("iter_*")):
-        raise DataError(f"--model {model}: neither an HF dir (config.json) nor a Megatron checkpoint")
-    target = out_dir / "hf_model"
-    if (target / "config.json").exists():
-        log.info("reusing the HF export of %s at %s", model, target)
-        return str(target)
     try:
-        from nemo_r1.models import convert_mcore_to_hf
+        from nemo_r1.models.checkpoint import META_FILE, latest_checkpoint
+        from nemo_r1.models.convert import convert_mcore_to_hf
     except ImportError as e:
-        raise RuntimeError("evaluating a Megatron checkpoint needs nemo_r1.models.convert_mcore_to_hf "
+        raise RuntimeError(f"--model {model} is not an HF dir, and Megatron checkpoints need nemo_r1.models "
                            f"(issue 4), which is not importable: {e}") from None
-    print(f"exporting Megatron checkpoint {model} -> {target} (HF safetensors)")
-    tmp = out_dir / ".hf_model.tmp"
-    convert_mcore_to_hf(str(p), str(tmp))
-    tmp.replace(target)
+    ckpt = p if (p / META_FILE).exists() else latest_checkpoint(p)
+    if ckpt is None:
+        raise DataError(f"--model {model}: neither an HF dir (config.json) nor a Megatron checkpoint "
+                        f"({META_FILE}) nor a run dir with checkpoints/step_N")
+    target = out_dir / "hf_model" / ckpt.name
+    if (target / "config.json").exists():
+        log.info("reusing the HF export of %s at %s", ckpt, target)
+        return str(target)
+    print(f"exporting Megatron checkpoint {ckpt} -> {target} (HF safetensors)")
+    convert_mcore_to_hf(ckpt, target)  # writes atomically (temp dir, then rename)
     return str(target)
 
 
