@@ -284,6 +284,22 @@ def _patch_torch_adam_step() -> None:
 
     DistributedOptimizer.load_state_dict = load_state_dict_own_steps
 
+    # state_dict() reads torch Adam's 'step' from per-param state, which is empty before the first
+    # step, so loading a checkpoint into a fresh optimizer asserted: report step 0 instead.
+    state_dict = DistributedOptimizer.state_dict
+
+    def state_dict_fresh_ok(self: Any) -> dict:
+        if self.optimizer.state:
+            return state_dict(self)
+        inner = self.optimizer.state_dict()
+        groups = [{k: v for k, v in g.items() if k != "params"} | {"step": 0} for g in inner["param_groups"]]
+        out: dict = {"optimizer": {"param_groups": groups}}
+        if self.grad_scaler:
+            out["grad_scaler"] = self.grad_scaler.state_dict()
+        return out
+
+    DistributedOptimizer.state_dict = state_dict_fresh_ok
+
 
 def _quiet_warnings() -> None:
     # Without Apex/TE megatron warns once per module that it falls back to torch: expected on CPU.

@@ -72,7 +72,10 @@ def check_layout(world_size: int, tp: int, pp: int) -> int:
 
 
 def init_distributed(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_minutes: int = 30) -> Layout:
-    """Init torch.distributed + megatron parallel_state for TP x PP x DP (idempotent for one layout)."""
+    """Init torch.distributed + megatron parallel_state for TP x PP x DP.
+
+    Idempotent; called again with another layout it rebuilds the megatron groups over the same
+    world (models built for the old layout must not be used afterwards)."""
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
 
@@ -80,7 +83,7 @@ def init_distributed(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_minutes
     if cpu:
         apply_cpu_patches()
     rank = _env_int("RANK", 0)
-    world = _env_int("WORLD_SIZE", 1)
+    world = dist.get_world_size() if dist.is_initialized() else _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
     check_layout(world, tp, pp)
     if not dist.is_initialized():
@@ -96,9 +99,8 @@ def init_distributed(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_minutes
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
     if ps.model_parallel_is_initialized():
         if (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()) != (tp, pp):
-            raise RuntimeError("parallel_state is already initialized with a different layout; call "
-                               "destroy_distributed() first")
-    else:
+            ps.destroy_model_parallel()  # same world, another layout (e.g. a conversion inside a job)
+    if not ps.model_parallel_is_initialized():
         ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
                                      distributed_timeout_minutes=timeout_minutes)
     model_parallel_cuda_manual_seed(seed)

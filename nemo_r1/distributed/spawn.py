@@ -19,8 +19,10 @@ import torch.multiprocessing as mp
 from nemo_r1.distributed.groups import free_port
 
 
-def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: int, args: tuple,
+def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: int, cpu_only: bool, args: tuple,
            out: Any) -> None:
+    if cpu_only:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before anything initialises CUDA in this process
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # busy-waiting OpenMP threads starve the other ranks
@@ -42,15 +44,16 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: in
 
 
 def run_on_cpu_ranks(fn: Callable[..., Any], nprocs: int, *args: Any, threads: int = 1,
-                     timeout_s: float = 900.0) -> list[Any]:
+                     timeout_s: float = 900.0, cpu_only: bool = True) -> list[Any]:
     """Call `fn(*args)` on `nprocs` spawned ranks; returns [result of rank 0, rank 1, ...].
 
-    `fn` must be importable by name (module level) and its result picklable.
+    `fn` must be importable by name (module level) and its result picklable. `cpu_only` hides any
+    GPU from the ranks, so they use gloo even on a GPU machine (conversion, tests).
     """
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_child, args=(fn, r, nprocs, port, threads, args, out), daemon=False)
+    procs = [ctx.Process(target=_child, args=(fn, r, nprocs, port, threads, cpu_only, args, out), daemon=False)
              for r in range(nprocs)]
     for p in procs:
         p.start()

@@ -43,12 +43,35 @@ def build_model(info: ModelInfo, dtype: str = "float32", init_weights: bool = Fa
         post_process=ps.is_pipeline_last_stage(), share_embeddings_and_output_weights=info.tied,
         position_embedding_type="rope", rotary_base=info.rope_theta, rotary_percent=1.0,
     )
+    if not init_weights:
+        _mark_tensor_parallel_weights(model)
     if info.rope_scaling is not None:
         _llama3_rope(model, info.rope_scaling)
     if not cpu:
         model.cuda(torch.cuda.current_device())
     model.nemo_info = info  # read by conversion/checkpointing; plain attribute, not a submodule
     return model
+
+
+def _mark_tensor_parallel_weights(model: torch.nn.Module) -> None:
+    """Tag TP-sharded weights as megatron would have when initialising them.
+
+    megatron-core sets `tensor_model_parallel` on a weight only inside its init functions, i.e.
+    not with perform_initialization=False (we load weights instead). Untagged shards count as
+    TP duplicates, so the grad norm (and clipping) would see only TP rank 0's shard.
+    """
+    from megatron.core.tensor_parallel import layers
+
+    for mod in model.modules():
+        if isinstance(mod, layers.ColumnParallelLinear | layers.VocabParallelEmbedding):
+            dim = 0
+        elif isinstance(mod, layers.RowParallelLinear):
+            dim = 1
+        else:  # transformer-engine linears say how they are split
+            dim = {"column": 0, "row": 1}.get(getattr(mod, "parallel_mode", None))
+        w = getattr(mod, "weight", None)
+        if dim is not None and isinstance(w, torch.nn.Parameter) and not hasattr(w, "tensor_model_parallel"):
+            layers.set_tensor_model_parallel_attributes(w, True, dim, 1)
 
 
 def _llama3_rope(model: torch.nn.Module, rope: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors import safe_open
+from tqdm import tqdm
 
 from nemo_r1.models.build import info_of, unwrap
 from nemo_r1.models.rules import TE_ALIASES, Reader, Rule, expand, shard
@@ -86,7 +88,7 @@ def local_rules(model: torch.nn.Module) -> Iterator[tuple[Rule, str, tuple[str, 
 
 
 @torch.no_grad()
-def load_hf_weights(model: torch.nn.Module, hf_dir: str | Path) -> int:
+def load_hf_weights(model: torch.nn.Module, hf_dir: str | Path, progress: bool = False) -> int:
     """Copy this rank's shard of every weight from `hf_dir` into `model`; returns tensors loaded.
 
     Raises if a model parameter is left unset or a shape disagrees (names both sides).
@@ -99,7 +101,13 @@ def load_hf_weights(model: torch.nn.Module, hf_dir: str | Path) -> int:
     reader = SafetensorsReader(hf_dir)
     params = {n: p for n, p in m.named_parameters()}
     loaded: set[str] = set()
-    for rule, mname, hf in local_rules(m):
+    rules = list(local_rules(m))
+    bar = None
+    if progress and (not dist.is_initialized() or dist.get_rank() == 0):
+        bar = tqdm(total=len(rules), desc=f"import {Path(hf_dir).name} (rank 0 shard)", unit="tensor")
+    for rule, mname, hf in rules:
+        if bar is not None:
+            bar.update(1)
         target = param_name(params, mname)
         if target is None:
             if mname == "output_layer.weight" and info.tied:
@@ -115,6 +123,8 @@ def load_hf_weights(model: torch.nn.Module, hf_dir: str | Path) -> int:
                              f"(tp={tp}, rank {r}); is config.json consistent with the weights?")
         p.copy_(t.to(p.dtype))
         loaded.add(target)
+    if bar is not None:
+        bar.close()
     left = sorted(set(params) - loaded)
     if left:
         raise RuntimeError(f"no HF rule filled these parameters: {left}; add a rule to the registry entry")

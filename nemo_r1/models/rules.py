@@ -142,7 +142,7 @@ def merge(rule: Rule, shards: Sequence[Tensor], dims: Dims) -> list[Tensor]:
     """The full HF tensors (in `rule.hf` order) from every TP rank's shard, in TP-rank order."""
     kind = rule.kind
     if kind == "replicated":
-        return [shards[0]]
+        return [shards[0].clone()]  # never hand out the live parameter
     if kind == "column":
         return [torch.cat(list(shards), dim=0)]
     if kind == "row":

@@ -1,0 +1,110 @@
+"""Training wrappers the trainers call: DDP + megatron (distributed) optimizer + LR schedule, and
+one optimizer step over micro-batches.
+
+`setup_training` wraps a built GPTModel in megatron's DistributedDataParallel, builds the
+optimizer with `get_megatron_optimizer` (Adam; the distributed optimizer shards its state over
+DP ranks) and megatron's OptimizerParamScheduler (linear warmup, then cosine/linear/constant).
+`train_step` zeroes grads, runs `forward_backward_logprobs`, steps the schedule and optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nemo_r1.models.forward import LossFn, StepOutput, forward_backward_logprobs
+from nemo_r1.platform import cuda_available
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and LR schedule (the lead composes this into the config tree as `optim`)."""
+
+    lr: float = 1e-5
+    """Peak learning rate (after warmup)."""
+    min_lr: float = 0.0
+    """Floor of the decay."""
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    """Global grad-norm clip (0 disables)."""
+    warmup_steps: int = 0
+    """Linear warmup from 0: step k (1-based) uses lr * k / warmup_steps."""
+    scheduler: str = "cosine"
+    """cosine | linear | constant (after warmup)."""
+    decay_steps: int | None = None
+    """Steps until min_lr; None = the run's total steps."""
+    distributed_optimizer: bool = True
+    """Shard Adam state (and the fp32 master weights) over data-parallel ranks."""
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in ("cosine", "linear", "constant"):
+            raise ValueError(f"optim.scheduler={self.scheduler!r} must be cosine, linear or constant")
+        if self.lr < 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= optim.min_lr ({self.min_lr}) <= optim.lr ({self.lr})")
+
+
+@dataclass
+class TrainState:
+    """The trainable model and what steps it."""
+
+    model: torch.nn.Module  # megatron DDP wrapping the GPTModel
+    optimizer: Any
+    scheduler: Any
+
+
+def _finalize_grads_as_sums(model: list[torch.nn.Module], num_tokens: Any = None, **kw: Any) -> None:
+    """megatron's grad finalisation (DP reduce, tied-embedding all-reduce across PP) without its
+    per-token rescale: our losses are normalised by global counts already."""
+    from megatron.core.distributed import finalize_model_grads
+
+    finalize_model_grads(model, num_tokens=None, **kw)
+
+
+def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int) -> TrainState:
+    """Wrap `model` (from build_model) for training; call once per run, on every rank."""
+    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+    from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    tcfg = model.config
+    gpu = cuda_available()
+    ddp_cfg = DistributedDataParallelConfig(grad_reduce_in_fp32=True, use_distributed_optimizer=cfg.distributed_optimizer,
+                                            overlap_grad_reduce=gpu, overlap_param_gather=False)
+    ddp = DistributedDataParallel(tcfg, ddp_cfg, model)
+    ocfg = OptimizerConfig(optimizer="adam", lr=cfg.lr, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
+                           adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, adam_eps=cfg.adam_eps,
+                           clip_grad=cfg.clip_grad, bf16=tcfg.bf16, fp16=tcfg.fp16, params_dtype=tcfg.params_dtype,
+                           use_distributed_optimizer=cfg.distributed_optimizer)
+    optimizer = get_megatron_optimizer(ocfg, [ddp])
+    decay = max(cfg.decay_steps or total_steps, cfg.warmup_steps + 1)
+    scheduler = OptimizerParamScheduler(
+        optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_steps,
+        lr_decay_steps=decay, lr_decay_style=cfg.scheduler, start_wd=cfg.weight_decay, end_wd=cfg.weight_decay,
+        wd_incr_steps=decay, wd_incr_style="constant")
+    tcfg.no_sync_func = ddp.no_sync
+    tcfg.finalize_model_grads_func = _finalize_grads_as_sums
+    tcfg.grad_scale_func = optimizer.scale_loss if tcfg.fp16 else None
+    return TrainState(ddp, optimizer, scheduler)
+
+
+def train_step(state: TrainState, micro_batches: Sequence[Any], loss_fn: LossFn,
+               temperature: float = 1.0) -> tuple[StepOutput, dict[str, float]]:
+    """One optimizer step over `micro_batches` (this DP rank's share of the global batch).
+
+    Returns the forward output (logprobs/losses/metrics, broadcast to every PP stage) and
+    {"loss": summed loss over this rank's micro-batches, "grad_norm", "lr", "skipped"}.
+    The LR schedule advances before the update, so step k (1-based) uses lr(k).
+    """
+    state.model.zero_grad_buffer()
+    state.optimizer.zero_grad()
+    out = forward_backward_logprobs(state.model, micro_batches, loss_fn, forward_only=False, temperature=temperature)
+    state.scheduler.step(increment=1)
+    ok, grad_norm, _ = state.optimizer.step()
+    lr = state.optimizer.param_groups[0]["lr"]
+    return out, {"loss": out.loss, "grad_norm": float(grad_norm or 0.0), "lr": float(lr), "skipped": float(not ok)}
