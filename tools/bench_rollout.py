@@ -1,17 +1,17 @@
 """Benchmark the rollout engine side by side with HF `generate`, and the cost of a weight refit.
 
-One process, same model, same prompts, same lengths:
-1. Generation tokens/s: the vLLM engine vs transformers `generate` (the reference backend), greedy
-   so both produce the very same tokens (checked), alternating the two backends `--repeats` times
-   and reporting the best of each (the machine may be shared; the best run is the least disturbed).
-2. Refit: seconds to stream the trainer's weights into the engine, as a fraction of a GRPO step
-   (generate a batch + one training step on it + refit). The training step is a stand-in here: HF
-   forward/backward + AdamW on the generated batch, fp32, same threads (the Megatron step is of the
-   same order for this model size).
-3. Peak extra memory (RSS sampled every 2 ms) during the streamed refit vs the model size, and for
-   the naive alternative (materialise a full state-dict copy, then load it) as its reference.
+One process, same model (SmolLM2-135M by default), same prompts, fp32, same torch threads:
+1. Greedy: vLLM engine vs transformers `generate` (the reference backend) on the same chat prompts;
+   both produce the very same tokens (checked), so lengths are equal by construction.
+2. GRPO-shaped sampling: P prompts x n samples at temperature 1 (the rollout workload), tokens/s
+   of each backend on the same prompts and settings.
+3. A GRPO-like step on the real stack: vLLM generates the batch, Megatron (TP1, CPU shim) takes one
+   optimizer step on it, then the new weights stream from Megatron (`iter_hf_weights`) into vLLM.
+   Refit seconds and their share of the step; peak extra RSS during the streamed refit and during
+   the naive alternative (materialise a full HF state dict, then load it), both vs the model size;
+   finally the engine's logprobs vs Megatron's after the refit.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python tools/bench_rollout.py --prompts 16 --max-new-tokens 128
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python tools/bench_rollout.py
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class PeakRSS:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
     def __enter__(self) -> PeakRSS:
+        import ctypes
+
+        # hand freed heap pages back first, or new allocations reuse them without raising RSS
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         self.base = self.peak = self.rss()
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -80,44 +84,87 @@ def timed_generate(gen, prompts, sampling) -> tuple[float, list]:
     return time.perf_counter() - t0, out
 
 
-def train_step_seconds(model, rollouts, pad_id: int) -> float:
-    """Stand-in GRPO training step on the generated batch: forward, token logprob loss, backward, AdamW."""
+def megatron_policy(hf_dir: str, lr: float):
+    """SmolLM2 as a Megatron GPTModel (world of one, CPU shim) with its optimizer: the trainer."""
+    from nemo_r1.distributed import init_distributed
+    from nemo_r1.models.build import build_model
+    from nemo_r1.models.config import model_info, read_hf_config
+    from nemo_r1.models.hf_import import load_hf_weights
+    from nemo_r1.models.train import OptimConfig, setup_training
+
+    init_distributed(tp=1, pp=1)
+    model = build_model(model_info(read_hf_config(hf_dir), tp=1))
+    load_hf_weights(model, hf_dir)
+    return setup_training(model, OptimConfig(lr=lr, scheduler="constant"), total_steps=1)
+
+
+def pad(seqs: list[list[int]], pad_id: int):
     import torch
 
-    seqs = [r.prompt_token_ids + r.completion_token_ids for r in rollouts]
     width = max(map(len, seqs))
-    x = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
-    attn = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    model.train()
+    return torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
+
+
+def megatron_step(state, rollouts, pad_id: int, micro: int = 8) -> float:
+    """One optimizer step of a REINFORCE-style loss (+1/-1 advantages by length) on the rollouts."""
+    import torch
+
+    from nemo_r1.models.train import train_step
+
+    seqs = [r.prompt_token_ids + r.completion_token_ids for r in rollouts]
+    med = sorted(len(r.completion_token_ids) for r in rollouts)[len(rollouts) // 2]
+    mbs = []
+    for i in range(0, len(seqs), micro):
+        part = rollouts[i:i + micro]
+        toks = pad(seqs[i:i + micro], pad_id)
+        mask = toks.new_zeros(toks.shape[0], toks.shape[1] - 1, dtype=torch.float32)
+        adv = []
+        for j, r in enumerate(part):
+            p, c = len(r.prompt_token_ids), len(r.completion_token_ids)
+            mask[j, p - 1:p - 1 + c] = 1.0
+            adv.append(1.0 if c < med else -1.0)
+        mbs.append({"tokens": toks, "mask": mask, "adv": mask.new_tensor(adv)})
+    n_tok = float(sum(mb["mask"].sum() for mb in mbs))
+
+    def loss_fn(lp, mb):
+        return -(lp * mb["mask"] * mb["adv"][:, None]).sum() / n_tok
+
     t0 = time.perf_counter()
-    for start in range(0, len(seqs), 8):  # micro-batches of 8
-        logits = model(input_ids=x[start:start + 8], attention_mask=attn[start:start + 8]).logits
-        lp = logits[:, :-1].log_softmax(-1).gather(-1, x[start:start + 8, 1:].unsqueeze(-1)).squeeze(-1)
-        (-(lp * attn[start:start + 8, 1:]).sum() / attn.sum()).backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    model.eval()
+    train_step(state, mbs, loss_fn)
     return time.perf_counter() - t0
+
+
+def megatron_logprobs(state, seqs: list[list[int]]) -> list[list[float]]:
+    import torch
+
+    from nemo_r1.models.forward import forward_backward_logprobs
+
+    with torch.no_grad():
+        out = forward_backward_logprobs(state.model, [{"tokens": pad(seqs, 0)}], forward_only=True)
+    return [out.logprobs[0][i, : len(s) - 1].tolist() for i, s in enumerate(seqs)]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="embedded:smollm2")
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--greedy-prompts", type=int, default=8)
+    p.add_argument("--greedy-tokens", type=int, default=128)
+    p.add_argument("--prompts", type=int, default=4, help="GRPO-shaped workload: prompts ...")
+    p.add_argument("--n", type=int, default=8, help="... x samples per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--hf-batch-size", type=int, default=16)
-    p.add_argument("--grpo-n", type=int, default=4, help="samples per prompt in the refit-fraction step")
-    p.add_argument("--refit-bucket-mb", type=int, default=256)
+    p.add_argument("--hf-batch-size", type=int, default=32)
+    p.add_argument("--refit-bucket-mb", type=int, default=64, help="iter_hf_weights bucket size")
     p.add_argument("--kv-cache-gib", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--out", default="outputs/bench_rollout/results.json")
     args = p.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
+    from nemo_r1.models.hf_export import hf_state_dict, iter_hf_weights
+    from nemo_r1.rollout.agreement import diff_of_lists
     from nemo_r1.rollout.base import EngineConfig, SamplingConfig
     from nemo_r1.rollout.hf_engine import HFGenerator
     from nemo_r1.rollout.vllm_engine import VLLMEngine
@@ -127,86 +174,83 @@ def main(argv: list[str] | None = None) -> int:
         from nemo_r1.embedded import ensure_smollm2
 
         model = str(ensure_smollm2())
+    state = megatron_policy(model, args.lr)
     t0 = time.perf_counter()
     vllm = VLLMEngine(model, EngineConfig(max_model_len=2048, kv_cache_gib=args.kv_cache_gib,
                                           refit_bucket_mb=args.refit_bucket_mb))
     startup = time.perf_counter() - t0
     hf = HFGenerator(model, EngineConfig(backend="hf", hf_batch_size=args.hf_batch_size))
-    prompts = load_prompts(hf.tokenizer, args.prompts)
-    greedy = SamplingConfig(temperature=0, max_new_tokens=args.max_new_tokens)
+    prompts = load_prompts(hf.tokenizer, max(args.greedy_prompts, args.prompts))
     warm = SamplingConfig(temperature=0, max_new_tokens=8)
     vllm.generate(prompts[:4], warm)
     hf.generate(prompts[:4], warm)
 
-    times: dict[str, list[float]] = {"vllm": [], "hf": []}
-    outs: dict[str, list] = {}
-    for _ in range(args.repeats):
-        for name, gen in (("vllm", vllm), ("hf", hf)):
-            s, outs[name] = timed_generate(gen, prompts, greedy)
-            times[name].append(s)
-    tokens = {k: sum(len(r.completion_token_ids) for r in v) for k, v in outs.items()}
-    same = sum(a.completion_token_ids == b.completion_token_ids for a, b in zip(outs["vllm"], outs["hf"],
-                                                                                 strict=True))
-    tps = {k: tokens[k] / min(times[k]) for k in times}
+    res: dict = {"model": model, "threads": args.threads, "vllm_startup_s": round(startup, 1)}
+    work = {
+        "greedy": (prompts[:args.greedy_prompts], SamplingConfig(temperature=0, max_new_tokens=args.greedy_tokens)),
+        "grpo": (prompts[:args.prompts], SamplingConfig(n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                                                        seed=0)),
+    }
+    outs: dict = {}
+    for wname, (ps, sc) in work.items():
+        row = {}
+        for bname, gen in (("vllm", vllm), ("hf", hf)):
+            s, out = timed_generate(gen, ps, sc)
+            outs[wname, bname] = out
+            tok = sum(len(r.completion_token_ids) for r in out)
+            row[bname] = {"s": round(s, 2), "tokens": tok, "tokens_per_s": round(tok / s, 1), "samples": len(out)}
+        row["speedup"] = round(row["vllm"]["tokens_per_s"] / row["hf"]["tokens_per_s"], 2)
+        res[wname] = row
+    same = sum(a.completion_token_ids == b.completion_token_ids
+               for a, b in zip(outs["greedy", "vllm"], outs["greedy", "hf"], strict=True))
+    res["greedy"]["identical"] = f"{same}/{len(outs['greedy', 'vllm'])}"
 
-    # refit inside a GRPO-like step: sample a batch, train on it, push the new weights
-    trainer = hf.model  # stands in for the policy being trained (same weights as the engine)
-    batch_cfg = SamplingConfig(n=args.grpo_n, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
-    gen_s, batch = timed_generate(vllm, prompts[:max(1, args.prompts // args.grpo_n)], batch_cfg)
-    train_s = train_step_seconds(trainer, batch, hf.pad_id)
-    model_bytes = sum(t.numel() * t.element_size() for t in trainer.parameters())  # tied counted once
-    refit = []
-    for _ in range(args.repeats):
-        with PeakRSS() as mem:
-            stats = vllm.update_weights(trainer.named_parameters())
-        refit.append((stats.seconds, mem.extra, stats.max_bucket_bytes))
+    batch = outs["grpo", "vllm"]
+    gen_s = res["grpo"]["vllm"]["s"]
+    train_s = megatron_step(state, batch, hf.pad_id)
+    model_bytes = sum(t.numel() * t.element_size() for t in state.model.parameters())
+    bucket = args.refit_bucket_mb << 20
+    with PeakRSS() as mem:
+        stats = vllm.update_weights(iter_hf_weights(state.model, bucket_bytes=bucket))
+    refit_s = stats.seconds
+    seqs = [r.prompt_token_ids + r.completion_token_ids for r in batch[:4]]
+    drift = diff_of_lists(megatron_logprobs(state, seqs), vllm.score(seqs))
     with PeakRSS() as naive_mem:
         t0 = time.perf_counter()
-        copy = {k: v.detach().clone() for k, v in trainer.state_dict().items()}
-        vllm.update_weights(iter(copy.items()))
+        full = hf_state_dict(state.model)
+        vllm.update_weights(iter(full.items()))
         naive_s = time.perf_counter() - t0
-        del copy
-    refit_s = min(r[0] for r in refit)
+        del full
     step_s = gen_s + train_s + refit_s
-    # the engine now holds the trained weights: its greedy scores must equal the trainer's
-    seq = [batch[0].prompt_token_ids + batch[0].completion_token_ids]
-    with torch.no_grad():
-        trainer.eval()
-        ref = hf.score(seq)[0]
-    drift = max(abs(a - b) for a, b in zip(vllm.score(seq)[0], ref, strict=True))
+    res["step"] = {"rollouts": len(batch), "generate_s": gen_s, "train_s": round(train_s, 2),
+                   "refit_s": round(refit_s, 3), "refit_frac": round(refit_s / step_s, 4)}
+    res["refit"] = {"model_mb": round(model_bytes / 2**20, 1), "tensors": stats.tensors,
+                    "bucket_mb": args.refit_bucket_mb, "max_tensor_mb": round(stats.max_tensor_bytes / 2**20, 1),
+                    "peak_extra_mb": round(mem.extra / 2**20, 1), "naive_s": round(naive_s, 3),
+                    "naive_peak_extra_mb": round(naive_mem.extra / 2**20, 1),
+                    "engine_vs_megatron": drift}
 
-    res = {
-        "model": model, "threads": args.threads, "prompts": len(prompts), "max_new_tokens": args.max_new_tokens,
-        "vllm_startup_s": round(startup, 1), "tokens": tokens, "identical_completions": f"{same}/{len(prompts)}",
-        "gen_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
-        "tokens_per_s": {k: round(v, 1) for k, v in tps.items()}, "speedup": round(tps["vllm"] / tps["hf"], 2),
-        "step": {"generate_s": round(gen_s, 2), "train_s": round(train_s, 2), "refit_s": round(refit_s, 3),
-                 "refit_frac": round(refit_s / step_s, 4), "rollouts": len(batch)},
-        "refit_runs_s": [round(r[0], 3) for r in refit], "model_mb": round(model_bytes / 2**20, 1),
-        "refit_peak_extra_mb": round(max(r[1] for r in refit) / 2**20, 1),
-        "refit_max_bucket_mb": round(max(r[2] for r in refit) / 2**20, 1),
-        "naive_refit_s": round(naive_s, 3), "naive_peak_extra_mb": round(naive_mem.extra / 2**20, 1),
-        "post_refit_max_logprob_diff": drift,
-    }
+    g, r, st, rf = res["greedy"], res["grpo"], res["step"], res["refit"]
     rows = [
-        ("generation tokens/s  vLLM | HF generate", f"{tps['vllm']:.1f} | {tps['hf']:.1f}",
-         f"{res['speedup']}x (goal >= 3x)"),
-        ("identical greedy completions", res["identical_completions"], f"{tokens['vllm']} tokens each"),
+        (f"greedy {len(work['greedy'][0])} prompts x {args.greedy_tokens}: tokens/s vLLM | HF",
+         f"{g['vllm']['tokens_per_s']} | {g['hf']['tokens_per_s']}", f"{g['speedup']}x, identical {g['identical']}"),
+        (f"GRPO {args.prompts} prompts x n={args.n} x {args.max_new_tokens}, T=1: tokens/s vLLM | HF",
+         f"{r['vllm']['tokens_per_s']} | {r['hf']['tokens_per_s']}", f"{r['speedup']}x (goal >= 3x)"),
         ("vLLM engine start-up", f"{startup:.1f} s", "once per run"),
-        ("GRPO-like step: generate + train + refit",
-         f"{gen_s:.2f} + {train_s:.2f} + {refit_s:.2f} s", f"{len(batch)} rollouts"),
-        ("refit time / step time", f"{refit_s:.3f} s", f"{100 * refit_s / step_s:.2f}% (goal < 5%)"),
-        ("refit peak extra RSS (streamed)", f"{res['refit_peak_extra_mb']} MB",
-         f"{res['refit_peak_extra_mb'] / res['model_mb']:.2f}x model {res['model_mb']} MB"),
-        ("refit peak extra RSS (naive full copy)", f"{res['naive_peak_extra_mb']} MB",
-         f"{res['naive_peak_extra_mb'] / res['model_mb']:.2f}x model, {naive_s:.2f} s"),
-        ("engine vs trainer logprobs after refit", f"{drift:.2e}", "max |diff|"),
+        ("GRPO step: generate + Megatron train + refit", f"{gen_s:.1f} + {train_s:.1f} + {refit_s:.2f} s",
+         f"{len(batch)} rollouts"),
+        ("refit share of the step", f"{refit_s:.2f} s", f"{100 * st['refit_frac']:.2f}% (goal < 5%)"),
+        ("refit peak extra RSS, streamed", f"{rf['peak_extra_mb']} MB",
+         f"{rf['peak_extra_mb'] / rf['model_mb']:.2f}x model ({rf['model_mb']} MB), export buckets {rf['bucket_mb']} MB"),
+        ("refit peak extra RSS, naive full copy", f"{rf['naive_peak_extra_mb']} MB",
+         f"{rf['naive_peak_extra_mb'] / rf['model_mb']:.2f}x model, {naive_s:.2f} s"),
+        ("engine vs Megatron logprobs after refit", f"{drift['train/logprob_diff']:.1e}",
+         f"max {drift['train/logprob_diff_max']:.1e}"),
     ]
-    w = max(len(r[0]) for r in rows)
-    print(f"\nbench_rollout: {Path(model).name}, {len(prompts)} prompts x {args.max_new_tokens} new tokens, "
-          f"{args.threads} threads")
+    w = max(len(x[0]) for x in rows)
+    print(f"\nbench_rollout: {Path(model).name}, fp32, {args.threads} torch threads")
     for a, b, c in rows:
-        print(f"  {a:<{w}}  {b:>22}  {c}")
+        print(f"  {a:<{w}}  {b:>20}  {c}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

@@ -77,7 +77,8 @@ class EngineConfig:
     sleep_during_training: bool = True
     """GPU: release the KV cache and offload weights (sleep level 1) while training."""
     refit_bucket_mb: int = 256
-    """Weights travel from the trainer to the engine in buckets of at most this size."""
+    """Bucket size of the trainer's weight export (`iter_hf_weights(bucket_bytes=...)`): the
+    extra memory of a refit on top of the engine's own re-processing of each layer."""
     logprobs_mode: str = "processed_logprobs"
     """`processed_logprobs`: logprobs after temperature/top-k/top-p (the behaviour policy, what
     importance ratios need); `raw_logprobs`: of the unmodified model distribution."""

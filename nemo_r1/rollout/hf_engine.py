@@ -112,7 +112,7 @@ class HFGenerator:
         tied = bool(getattr(self.model.config, "tie_word_embeddings", False))
         stats = RefitStats()
         with Timer() as tm:
-            for name, t in stream(weights, self.cfg.refit_bucket_mb << 20, None, stats):
+            for name, t in stream(weights, None, stats):
                 if name not in params:
                     if tied and name == "lm_head.weight":
                         continue

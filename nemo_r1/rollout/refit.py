@@ -1,9 +1,11 @@
-"""Stream trainer weights into an engine in bounded buckets, and check the set is complete.
+"""Stream trainer weights into an engine and check the set is complete.
 
 vLLM's `reload_weights` must see the *whole* model in one call (its layer-wise reload only
-restores a layer once every piece of it, e.g. q, k and v of the fused qkv, has arrived), so the
-refit is one generator over all tensors. Holding at most one bucket of gathered tensors at a time
-bounds the extra memory to `bucket_bytes`, never a second full copy of the model.
+restores a layer once every piece of it, e.g. q, k and v of the fused qkv, has arrived), so a
+refit is one generator over all tensors. The producer bounds memory: `iter_hf_weights` gathers the
+Megatron shards one bucket at a time (`rollout.refit_bucket_mb`). This side must not buffer on top
+of that (a second bucket alive at once would double the extra memory), so `stream` passes each
+tensor straight through and only casts, counts and checks names.
 """
 
 from __future__ import annotations
@@ -25,23 +27,16 @@ class RefitStats:
 
     tensors: int = 0
     bytes: int = 0
-    max_bucket_bytes: int = 0
-    buckets: int = 0
+    max_tensor_bytes: int = 0
     seconds: float = 0.0
     names: set[str] = field(default_factory=set, repr=False)
 
 
-def bucketed(weights: Iterable[tuple[str, Tensor]], bucket_bytes: int,
-             dtype: torch.dtype | None = None, stats: RefitStats | None = None
-             ) -> Iterator[list[tuple[str, Tensor]]]:
-    """Group (name, tensor) pairs into lists of at most `bucket_bytes` (a bigger tensor goes alone).
-
-    Tensors are detached, made contiguous and cast to `dtype` here, so the engine never aliases
-    training memory that the next optimizer step will overwrite.
-    """
+def stream(weights: Iterable[tuple[str, Tensor]], dtype: torch.dtype | None = None,
+           stats: RefitStats | None = None) -> Iterator[tuple[str, Tensor]]:
+    """Pass (name, tensor) pairs through one at a time: detached, cast to the engine's dtype,
+    contiguous; refuses a name sent twice and records what went by in `stats`."""
     stats = stats if stats is not None else RefitStats()
-    bucket: list[tuple[str, Tensor]] = []
-    size = 0
     for name, t in weights:
         if name in stats.names:
             raise ValueError(f"refit: weight {name!r} was sent twice")
@@ -50,30 +45,11 @@ def bucketed(weights: Iterable[tuple[str, Tensor]], bucket_bytes: int,
             t = t.to(dtype)
         t = t.contiguous()
         nbytes = t.numel() * t.element_size()
-        if bucket and size + nbytes > bucket_bytes:
-            yield _close(bucket, size, stats)
-            bucket, size = [], 0
-        bucket.append((name, t))
-        size += nbytes
         stats.names.add(name)
         stats.tensors += 1
         stats.bytes += nbytes
-    if bucket:
-        yield _close(bucket, size, stats)
-
-
-def _close(bucket: list[tuple[str, Tensor]], size: int, stats: RefitStats) -> list[tuple[str, Tensor]]:
-    stats.buckets += 1
-    stats.max_bucket_bytes = max(stats.max_bucket_bytes, size)
-    return bucket
-
-
-def stream(weights: Iterable[tuple[str, Tensor]], bucket_bytes: int, dtype: torch.dtype | None = None,
-           stats: RefitStats | None = None) -> Iterator[tuple[str, Tensor]]:
-    """Flat (name, tensor) stream that pulls its source one bucket at a time."""
-    for bucket in bucketed(weights, bucket_bytes, dtype, stats):
-        yield from bucket
-        bucket.clear()  # drop our references before pulling the next bucket
+        stats.max_tensor_bytes = max(stats.max_tensor_bytes, nbytes)
+        yield name, t
 
 
 def checkpoint_weight_names(model_dir: str | Path) -> set[str]:

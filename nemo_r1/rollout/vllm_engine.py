@@ -198,10 +198,9 @@ class VLLMEngine:
                                    f"(names are HF checkpoint names, e.g. {min(self.expected_names)!r})")
                 yield name, t
 
-        bucket = self.cfg.refit_bucket_mb << 20
         with Timer() as tm:
             self.llm.collective_rpc("reload_weights",
-                                    kwargs={"weights_iterator": stream(checked(), bucket, self.dtype, stats)})
+                                    kwargs={"weights_iterator": stream(checked(), self.dtype, stats)})
             if self.tied_embeddings and not self.cuda:
                 self.llm.collective_rpc(_repack_tied_lm_head)
             self.llm.reset_prefix_cache()

@@ -1,4 +1,4 @@
-"""Pure parts of the rollout package: configs, refit bucketing, completeness check, agreement math."""
+"""Pure parts of the rollout package: configs, refit streaming, completeness check, agreement math."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from nemo_r1.rollout.agreement import diff_of_lists, logprob_diff, truncated_is_weight
 from nemo_r1.rollout.base import EngineConfig, SamplingConfig, split_stop
 from nemo_r1.rollout.budget import BudgetConfig
-from nemo_r1.rollout.refit import RefitStats, bucketed, check_complete, checkpoint_weight_names, stream
+from nemo_r1.rollout.refit import RefitStats, check_complete, checkpoint_weight_names, stream
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -42,36 +42,27 @@ def _weights(sizes):
     return [(f"w{i}", torch.full((n,), float(i), dtype=torch.float64)) for i, n in enumerate(sizes)]
 
 
-def test_buckets_are_bounded_and_cover_everything():
-    w = _weights([10, 20, 30, 5, 100, 1])  # float64 -> 8 bytes each; bucket = 40 floats32 = 160 B
-    stats = RefitStats()
-    buckets = list(bucketed(iter(w), 160, dtype=torch.float32, stats=stats))
-    sizes = [sum(t.numel() * 4 for _, t in b) for b in buckets]
-    # every bucket fits, except a single tensor larger than the bucket, which travels alone
-    assert all(s <= 160 or len(b) == 1 for s, b in zip(sizes, buckets, strict=True))
-    assert [n for b in buckets for n, _ in b] == [n for n, _ in w]
-    assert all(t.dtype == torch.float32 for b in buckets for _, t in b)
-    assert stats.tensors == 6 and stats.bytes == 166 * 4 and stats.buckets == len(buckets) == 4
-    assert stats.max_bucket_bytes == 400
-
-
-def test_stream_pulls_the_source_one_bucket_at_a_time():
+def test_stream_casts_counts_and_never_runs_ahead_of_the_consumer():
     pulled = []
 
     def source():
-        for name, t in _weights([4] * 6):
+        for name, t in _weights([10, 20, 30]):  # float64
             pulled.append(name)
             yield name, t
 
-    s = stream(source(), bucket_bytes=2 * 4 * 8)  # two float64 tensors of 4 per bucket
-    first = next(s)
-    assert first[0] == "w0" and pulled == ["w0", "w1", "w2"]  # w2 opened the second bucket
-    assert [n for n, _ in s] == ["w1", "w2", "w3", "w4", "w5"]
+    stats = RefitStats()
+    s = stream(source(), dtype=torch.float32, stats=stats)
+    name, t = next(s)
+    # one tensor at a time: the producer's buckets bound the memory, nothing is buffered here
+    assert name == "w0" and pulled == ["w0"] and t.dtype == torch.float32
+    assert [n for n, _ in s] == ["w1", "w2"]
+    assert stats.tensors == 3 and stats.bytes == 60 * 4 and stats.max_tensor_bytes == 120
+    assert stats.names == {"w0", "w1", "w2"}
 
 
 def test_duplicate_and_missing_weights_are_refused():
     with pytest.raises(ValueError, match="sent twice"):
-        list(stream(iter(_weights([1]) * 2), 100))
+        list(stream(iter(_weights([1]) * 2)))
     check_complete({"a", "b"}, {"a", "b", "lm_head.weight"}, tied_embeddings=True)
     with pytest.raises(RuntimeError, match="missed"):
         check_complete({"a"}, {"a", "b"}, tied_embeddings=False)
