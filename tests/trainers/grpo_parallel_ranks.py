@@ -1,0 +1,39 @@
+"""Rank function for the GRPO layout-parity test (a uniquely named module: spawned ranks import it)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def fixed_rollouts(vocab: int, seed: int = 0):
+    """8 sequences (2 prompts x 4 generations) of uneven lengths with rewards, as a GRPO step sees them."""
+    from nemo_r1.algorithms.grpo import compute_advantages
+    from nemo_r1.trainers.batching import build_batch
+
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, vocab, (5,), generator=g).tolist() for _ in range(2) for _ in range(4)]
+    comps = [torch.randint(0, vocab, (int(torch.randint(2, 7, (1,), generator=g)),), generator=g).tolist()
+             for _ in range(8)]
+    rollout_lp = [(-torch.rand(len(c), generator=g) * 5).tolist() for c in comps]
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    return build_batch(prompts, comps, rollout_lp, compute_advantages(rewards, 4), pad_id=0)
+
+
+def grpo_update(hf_dir: str, tp: int, pp: int) -> dict[str, float]:
+    """One GRPO optimizer step from fixed rollouts at TP x PP; returns loss and grad norm."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.batching import micro_batches
+    from nemo_r1.trainers.grpo import make_loss_fn
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, [f"parallel.tensor={tp}", f"parallel.pipeline={pp}", "optim.lr=1e-3", "train.max_steps=1",
+                             "grpo.loss_type=dapo", "grpo.tis_cap=2.0", "rollout.temperature=1.0"])
+    policy = build_policy(cfg, hf_dir)
+    batch = fixed_rollouts(300)
+    mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 2)]
+    loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)
+    stats = policy.train_step(mbs, loss_fn)
+    lp = policy.logprobs(batch, 4)  # a collective: every rank runs the pipeline, the last stage gets values
+    after = float((lp * batch.mask).sum()) if lp is not None else None
+    return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "logprob_diff": stats["logprob_diff"],
+            "after": after}
