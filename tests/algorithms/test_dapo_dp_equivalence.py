@@ -1,13 +1,10 @@
 """DAPO's global-token normaliser: 2 DP ranks x 2 micro-batches give the one-big-batch gradient."""
 
-import os
-import socket
-
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from nemo_r1.algorithms.grpo import policy_loss
+from nemo_r1.distributed import run_on_cpu_ranks
 
 B, T, V, H = 8, 6, 11, 5
 
@@ -36,9 +33,9 @@ def _full_batch_grad(loss_type: str) -> torch.Tensor:
     return w.grad
 
 
-def _worker(rank: int, port: int, loss_type: str, q) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def _worker(loss_type: str) -> torch.Tensor:
+    dist.init_process_group("gloo")  # rank, world and address come from the spawner's env
+    rank = dist.get_rank()
     x, tokens, mask, old, adv, w0 = _data()
     w = w0.clone().requires_grad_(True)
     n_tok = float(mask.sum())  # global: the trainer all-reduces this count before the step
@@ -50,29 +47,12 @@ def _worker(rank: int, port: int, loss_type: str, q) -> None:
                               num_sequences=B, max_completion_length=T)
         loss.backward()  # accumulates
     dist.all_reduce(w.grad, op=dist.ReduceOp.SUM)
-    if rank == 0:
-        q.put(w.grad.clone())
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return w.grad.clone()
 
 
 def test_dapo_grpo_drgrpo_accumulate_to_the_full_batch_gradient():
-    ctx = mp.get_context("spawn")
     for loss_type in ("dapo", "grpo", "dr_grpo"):
-        q = ctx.Queue()
-        port = _free_port()
-        procs = [ctx.Process(target=_worker, args=(r, port, loss_type, q)) for r in range(2)]
-        for p in procs:
-            p.start()
-        got = q.get(timeout=120)
-        for p in procs:
-            p.join(timeout=60)
-            assert p.exitcode == 0
+        got = run_on_cpu_ranks(_worker, 2, loss_type)[0]
         want = _full_batch_grad(loss_type)
         assert torch.allclose(got, want, atol=1e-6, rtol=1e-5), (loss_type, (got - want).abs().max())
 
