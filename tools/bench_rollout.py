@@ -105,7 +105,7 @@ def pad(seqs: list[list[int]], pad_id: int):
     return torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
 
 
-def megatron_step(state, rollouts, pad_id: int, micro: int = 8) -> float:
+def megatron_step(state, rollouts, pad_id: int, micro: int = 2) -> float:
     """One optimizer step of a REINFORCE-style loss (+1/-1 advantages by length) on the rollouts."""
     import torch
 

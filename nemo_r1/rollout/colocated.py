@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -26,6 +28,10 @@ from torch import Tensor
 
 from nemo_r1.rollout.base import EngineConfig, Rollout, SamplingConfig
 from nemo_r1.rollout.refit import RefitStats, Timer
+
+if TYPE_CHECKING:
+    from nemo_r1.rollout.hf_engine import HFGenerator
+    from nemo_r1.rollout.vllm_engine import VLLMEngine
 
 
 def init_engine_parallel_state(engine_tp: int) -> None:
@@ -65,7 +71,8 @@ class ColocatedRollout:
         self.ranks = dist.get_process_group_ranks(group or dist.group.WORLD) if self.distributed else [0]
         self.rank = dist.get_rank() if self.distributed else 0
         tp = tp or 1
-        if self.cuda:
+        vllm = cfg.backend == "vllm"
+        if self.cuda and vllm:
             if cfg.tensor_parallel_size not in (1, tp):
                 raise ValueError(f"rollout.tensor_parallel_size={cfg.tensor_parallel_size} must equal "
                                  f"parallel.tensor={tp} on GPU (the engine reuses the training TP group)")
@@ -73,16 +80,21 @@ class ColocatedRollout:
             # slots: the TP groups of the replica (one per pipeline stage); slot leader = its first rank
             self.slots = [self.ranks[k:k + tp] for k in range(0, len(self.ranks), tp)]
         else:
-            self.engine_tp = 1
+            self.engine_tp = 1  # CPU vLLM, or the HF reference: one engine on the replica leader
             self.slots = [[self.ranks[0]]]
-        self.engine = None
-        if self.distributed:
+        self.engine: VLLMEngine | HFGenerator | None = None
+        if vllm and self.distributed:
             init_engine_parallel_state(self.engine_tp)
-        if any(self.rank in s for s in self.slots) or (self.cuda and self.distributed):
-            from nemo_r1.rollout.vllm_engine import VLLMEngine
+        if any(self.rank in s for s in self.slots):
+            if vllm:
+                from nemo_r1.rollout.vllm_engine import VLLMEngine
 
-            ecfg = cfg if not self.cuda else _with_tp(cfg, self.engine_tp)
-            self.engine = VLLMEngine(model, ecfg, external_launcher=self.cuda and self.distributed)
+                ecfg = replace(cfg, tensor_parallel_size=self.engine_tp) if self.cuda else cfg
+                self.engine = VLLMEngine(model, ecfg, external_launcher=self.cuda and self.distributed)
+            else:
+                from nemo_r1.rollout.hf_engine import HFGenerator
+
+                self.engine = HFGenerator(model, cfg)
         self.tokenizer = self.engine.tokenizer if self.engine is not None else _tokenizer(model)
 
     @property
@@ -126,7 +138,9 @@ class ColocatedRollout:
     def shutdown(self) -> None:
         """Every rank, before the trainer destroys its process groups: drops the engine and vLLM's
         groups; the trainer's default group stays usable."""
-        if self.engine is not None:
+        if self.cfg.backend != "vllm":
+            self.engine = None
+        elif self.engine is not None:
             self.engine.shutdown()
             self.engine = None
         elif self.distributed:
@@ -141,12 +155,6 @@ class ColocatedRollout:
     def wake_up(self) -> None:
         if self.engine is not None:
             self.engine.wake_up()
-
-
-def _with_tp(cfg: EngineConfig, tp: int) -> EngineConfig:
-    from dataclasses import replace
-
-    return replace(cfg, tensor_parallel_size=tp)
 
 
 def _tokenizer(model: str | Path):
