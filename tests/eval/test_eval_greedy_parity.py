@@ -14,7 +14,7 @@ def test_vllm_greedy_equals_hf_generate_greedy(tmp_path):
 
     model = str(ensure_smollm2())
     kw = dict(benchmarks=["gsm8k", "math500"], limit=2, n=1, temperature=0.0, max_new_tokens=64,
-              progress=False, print_table=False, kv_cache_gib=0.5)
+              progress=False, print_table=False, kv_cache_gib=0.5, max_model_len=1024)
     ours = evaluate(model, out_dir=tmp_path / "vllm", backend="vllm", **kw)
     base = evaluate(model, out_dir=tmp_path / "hf", backend="hf", **kw)
     for bench in ("gsm8k", "math500"):
