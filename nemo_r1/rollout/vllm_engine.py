@@ -75,6 +75,8 @@ def _repack_tied_lm_head(worker: Any) -> bool:
     method = getattr(head, "quant_method", None)
     if head is None or method is None:
         return False
+    if hasattr(head, "cpu_linear"):
+        del head.cpu_linear  # free the stale packed copy before packing the new one (-1 vocab matrix)
     method.process_weights_after_loading(head)
     return True
 
