@@ -124,6 +124,8 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         ids = normalize_prompts(prompts, self.tokenizer)
+        if not ids:
+            return []
         self._check_lengths(ids, sampling.max_new_tokens)
         common = dict(temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
                       max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None,
@@ -207,6 +209,7 @@ class VLLMEngine:
                 self.llm.collective_rpc(_repack_tied_lm_head)
             self.llm.reset_prefix_cache()
         stats.seconds = tm.seconds
+        log.info("refit: %d tensors, %.1f MB in %.2f s", stats.tensors, stats.bytes / 2**20, stats.seconds)
         check_complete(stats.names, self.expected_names, self.tied_embeddings)
         if self.sleeping:
             self.wake_up(["kv_cache"])
