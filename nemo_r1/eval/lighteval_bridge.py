@@ -40,6 +40,22 @@ NOT_BUNDLED: dict[str, str] = {
 }
 
 
+def _import_lighteval() -> None:
+    """Import lighteval once without letting it switch autograd off for the whole process.
+
+    `lighteval.models.transformers.transformers_model` calls `torch.set_grad_enabled(False)` at
+    import time (and the pipeline imports it); a trainer or test sharing the process would then
+    silently build graph-less losses.
+    """
+    import torch
+
+    enabled = torch.is_grad_enabled()
+    try:
+        import lighteval.pipeline  # noqa: F401 - imported for its side effect, undone below
+    finally:
+        torch.set_grad_enabled(enabled)
+
+
 def _local_dataset(task: str, root: Path) -> Path:
     """Write the bundled rows where `datasets.load_dataset(dir, "default")` finds the split."""
     fname, split = BUNDLED[task]
@@ -67,6 +83,7 @@ def _hub_reachable(task: str, config: Any) -> str | None:
 
 def build_tasks(tasks: list[str], n: int, max_new_tokens: int, root: Path) -> tuple[types.ModuleType, list[str], dict[str, str]]:
     """A custom-task module with local copies of the requested tasks; returns (module, names, skipped)."""
+    _import_lighteval()
     from lighteval.metrics.metrics import Metrics
     from lighteval.tasks.registry import Registry
 
@@ -100,6 +117,7 @@ def build_tasks(tasks: list[str], n: int, max_new_tokens: int, root: Path) -> tu
 
 def _model_class() -> type:
     """Defined lazily: importing lighteval costs seconds and the native path does not need it."""
+    _import_lighteval()
     from lighteval.models.abstract_model import LightevalModel, ModelConfig
     from lighteval.models.model_input import GenerationParameters
     from lighteval.models.model_output import ModelResponse
@@ -207,6 +225,7 @@ def evaluate_lighteval(
 ) -> dict[str, Any]:
     """Run lighteval tasks with our engine; returns {task: {metric: value}} and writes
     out_dir/lighteval_results.json. `limit` = lighteval's max_samples (a seeded random subset)."""
+    _import_lighteval()
     from lighteval.logging.evaluation_tracker import EvaluationTracker
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
     from transformers import AutoTokenizer

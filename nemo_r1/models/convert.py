@@ -32,7 +32,10 @@ SHARD_BYTES = 2 * 1024**3
 
 
 def _under_launcher() -> bool:
-    return dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # A one-rank default group left by an in-process engine (vLLM creates one) is not a launcher.
+    if dist.is_initialized():
+        return dist.get_world_size() > 1
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _run(fn, tp: int, pp: int, *args):
