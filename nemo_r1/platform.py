@@ -301,6 +301,26 @@ def _patch_torch_adam_step() -> None:
     DistributedOptimizer.state_dict = state_dict_fresh_ok
 
 
+class _CpuWgradAccum:
+    """CPU stand-in for the `fused_weight_gradient_mlp_cuda` extension: main_grad += dY^T X in one
+    in-place GEMM (no temporary weight-gradient tensor, no separate add in the DDP hook)."""
+
+    @staticmethod
+    def wgrad_gemm_accum_fp32(total_input: torch.Tensor, grad_output: torch.Tensor, main_grad: torch.Tensor) -> None:
+        main_grad.addmm_(grad_output.t(), total_input)
+
+    wgrad_gemm_accum_fp16 = wgrad_gemm_accum_fp32
+
+
+def _patch_grad_accum_fusion() -> None:
+    from megatron.core.tensor_parallel import layers
+
+    # Weight-gradient accumulation fusion needs a CUDA extension; on CPU it is one addmm_ (opt-in per
+    # module, see nemo_r1.models.train.setup_training).
+    layers.fused_weight_gradient_mlp_cuda = _CpuWgradAccum
+    layers._grad_accum_fusion_available = True
+
+
 def _quiet_warnings() -> None:
     # Without Apex/TE megatron warns once per module that it falls back to torch: expected on CPU.
     warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex) (and Apex )?(is|are) not installed.*")
@@ -315,4 +335,5 @@ _PATCHES: list[tuple[str, Callable[[], None]]] = [
     ("device='cuda' literals", _patch_cuda_literals),
     ("optimizer dtype checks", _patch_optimizer_dtype_checks),
     ("torch Adam step on resharded load", _patch_torch_adam_step),
+    ("grad accumulation fusion", _patch_grad_accum_fusion),
 ]

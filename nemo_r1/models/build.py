@@ -19,7 +19,11 @@ def layer_spec(info: ModelInfo, use_te: bool):
 
     if use_te:
         return specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=info.spec.qk_norm)
-    return specs.get_gpt_layer_local_spec(qk_layernorm=info.spec.qk_norm, normalization="RMSNorm")
+    from nemo_r1.models.attention import SDPADotProductAttention
+
+    spec = specs.get_gpt_layer_local_spec(qk_layernorm=info.spec.qk_norm, normalization="RMSNorm")
+    spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
+    return spec
 
 
 def build_model(info: ModelInfo, dtype: str = "float32", init_weights: bool = False,

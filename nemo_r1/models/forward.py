@@ -50,7 +50,11 @@ def _field(mb: Any, name: str) -> Any:
 
 
 def vocab_parallel_logprobs(logits: Tensor, target: Tensor, vocab_size: int, temperature: float = 1.0) -> Tensor:
-    """log p(target) from TP-sharded logits [..., V/tp]; padded vocab rows (>= vocab_size) get p=0."""
+    """log p(target) from TP-sharded logits [..., V/tp]; padded vocab rows (>= vocab_size) get p=0.
+
+    Consumes `logits` (megatron's kernel works in place, saving a [b, s, V/tp] copy): callers
+    that still need them pass a clone.
+    """
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import vocab_parallel_cross_entropy
 
@@ -62,8 +66,6 @@ def vocab_parallel_logprobs(logits: Tensor, target: Tensor, vocab_size: int, tem
     if start + part > vocab_size:  # this rank holds padding rows: exclude them from the softmax
         pad = torch.arange(start, start + part, device=logits.device) >= vocab_size
         logits = logits.masked_fill(pad, float("-inf"))
-    elif temperature == 1.0:
-        logits = logits.clone()  # vocab_parallel_cross_entropy works in place
     return -vocab_parallel_cross_entropy(logits, target)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from nemo_r1.models.forward import LossFn, StepOutput, forward_backward_logprobs
-from nemo_r1.platform import cuda_available
+from nemo_r1.platform import cuda_available, patches_applied
 
 
 @dataclass
@@ -66,6 +66,20 @@ def _finalize_grads_as_sums(model: list[torch.nn.Module], num_tokens: Any = None
     finalize_model_grads(model, num_tokens=None, **kw)
 
 
+def _fuse_wgrad_accumulation(model: torch.nn.Module) -> None:
+    """CPU: accumulate weight gradients straight into DDP's main_grad (platform's addmm_ shim), as
+    megatron does on GPU; only for models wrapped in DDP, which gives every weight a main_grad."""
+    from megatron.core.tensor_parallel import layers
+
+    for mod in model.modules():
+        if isinstance(mod, layers.ColumnParallelLinear | layers.RowParallelLinear):
+            mod.gradient_accumulation_fusion = True
+
+
+def _no_grad_sync(force_all_reduce: bool = False) -> None:
+    return None
+
+
 def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int) -> TrainState:
     """Wrap `model` (from build_model) for training; call once per run, on every rank."""
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
@@ -87,6 +101,14 @@ def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int) -
         optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_steps,
         lr_decay_steps=decay, lr_decay_style=cfg.scheduler, start_wd=cfg.weight_decay, end_wd=cfg.weight_decay,
         wd_incr_steps=decay, wd_incr_style="constant")
+    from megatron.core import parallel_state as ps
+
+    if patches_applied():
+        _fuse_wgrad_accumulation(model)
+    if ps.get_data_parallel_world_size(with_context_parallel=True) == 1 and not ddp_cfg.overlap_grad_reduce:
+        # A reduce over one rank is the identity, but gloo still copies the whole grad buffer (twice
+        # per step for a reduce-scatter); the buffers already hold the summed gradients.
+        ddp.finish_grad_sync = _no_grad_sync
     tcfg.no_sync_func = ddp.no_sync
     tcfg.finalize_model_grads_func = _finalize_grads_as_sums
     tcfg.grad_scale_func = optimizer.scale_loss if tcfg.fp16 else None
