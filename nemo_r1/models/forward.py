@@ -69,6 +69,32 @@ def vocab_parallel_logprobs(logits: Tensor, target: Tensor, vocab_size: int, tem
     return -vocab_parallel_cross_entropy(logits, target)
 
 
+def _skip_positions(module: torch.nn.Module, args: tuple) -> tuple | None:
+    """Pre-hook on the output layer: project only positions >= logprob_start to the vocabulary.
+
+    Training needs logprobs of completion tokens only; the prompt positions' [s, b, V/tp] logits
+    (most of a GRPO sequence, and about a fifth of a small model's FLOPs) are never computed.
+    """
+    start = getattr(module, "_nemo_r1_start", 0)
+    if not start:
+        return None
+    return (args[0][start:], *args[1:])
+
+
+def _output_layer(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The last stage's output layer, hooked once; None elsewhere or with sequence parallelism
+    (its hidden states are split along the sequence, so positions cannot be sliced there)."""
+    from nemo_r1.models.build import unwrap
+
+    head = getattr(unwrap(model), "output_layer", None)
+    if head is None or getattr(head, "sequence_parallel", False):
+        return None
+    if not getattr(head, "_nemo_r1_hooked", False):
+        head.register_forward_pre_hook(_skip_positions)
+        head._nemo_r1_hooked = True
+    return head
+
+
 def _forward_step(vocab_size: int, loss_fn: LossFn | None, temperature: float, data_iterator: Any,
                   model: torch.nn.Module):
     mb = next(data_iterator)
@@ -79,13 +105,25 @@ def _forward_step(vocab_size: int, loss_fn: LossFn | None, temperature: float, d
     position_ids = _field(mb, "position_ids")
     if position_ids is None:
         position_ids = torch.arange(L, device=tokens.device).expand(b, L)
-    out = model(tokens, position_ids, _field(mb, "attention_mask"))
+    start = int(_field(mb, "logprob_start") or 0)
+    head = _output_layer(model)
+    if head is not None:
+        head._nemo_r1_start = start  # read by _skip_positions during this forward only
+    try:
+        out = model(tokens, position_ids, _field(mb, "attention_mask"))
+    finally:
+        if head is not None:
+            head._nemo_r1_start = 0
 
     def loss_func(logits: Tensor):
         # Targets are the next tokens; the last position gets a dummy target and is dropped, which
-        # avoids copying the [b, L, V/tp] logits to slice off one column.
-        target = torch.cat([tokens[:, 1:], tokens[:, :1]], dim=1)
+        # avoids copying the [b, L, V/tp] logits to slice off one column. With logprob_start = s the
+        # logits cover positions s.. only; the skipped positions get logprob 0 (callers mask them).
+        s = start if head is not None else 0
+        target = torch.cat([tokens[:, s + 1:], tokens[:, :1]], dim=1)
         lp = vocab_parallel_logprobs(logits, target, vocab_size, temperature)[:, :-1]
+        if s:
+            lp = torch.cat([lp.new_zeros(b, s), lp], dim=1)
         metrics: dict[str, float] = {}
         if loss_fn is None:
             loss = lp.sum() * 0.0
@@ -107,7 +145,8 @@ def forward_backward_logprobs(model: torch.nn.Module, micro_batches: Sequence[An
 
     micro_batches: objects or dicts with `tokens` [b, L] (right padding is harmless: causal), and
     optionally `position_ids` [b, L] and `attention_mask` [b, 1, L, L] bool (True = masked, e.g.
-    block-causal for packed documents). Gradients accumulate into the model's grad buffers; the
+    block-causal for packed documents), and `logprob_start` (int): logprobs of earlier positions are
+    not computed and returned as 0 (GRPO: the prompt). Gradients accumulate into the model's grad buffers; the
     caller zeroes them and steps the optimizer (see `nemo_r1.models.train.train_step`).
     broadcast: copy the last stage's logprobs/losses/metrics to every pipeline stage.
     """

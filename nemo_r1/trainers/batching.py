@@ -22,6 +22,14 @@ class TrainBatch:
     lengths: Tensor  # [B] real tokens per sequence
     old_logprobs: Tensor | None = None  # [B, L-1] policy logprobs before this step's updates (mu > 1)
 
+    @property
+    def logprob_start(self) -> int:
+        """First predicted position any row trains on: the forward skips the vocab projection before it."""
+        rows = self.mask.bool().any(dim=1)
+        if not bool(rows.any()):
+            return 0
+        return int(self.mask.bool()[rows].float().argmax(dim=1).min())
+
     def select(self, idx: Tensor | list[int]) -> TrainBatch:
         idx = torch.as_tensor(idx, dtype=torch.long)
         old = self.old_logprobs[idx] if self.old_logprobs is not None else None

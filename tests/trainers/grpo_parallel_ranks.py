@@ -19,8 +19,17 @@ def fixed_rollouts(vocab: int, seed: int = 0):
     return build_batch(prompts, comps, rollout_lp, compute_advantages(rewards, 4), pad_id=0)
 
 
-def grpo_update(hf_dir: str, tp: int, pp: int) -> dict[str, float]:
-    """One GRPO optimizer step from fixed rollouts at TP x PP; returns loss and grad norm."""
+def grpo_update(hf_dir: str, tp: int, pp: int, skip_prompt: bool = True) -> dict[str, float]:
+    """One GRPO optimizer step from fixed rollouts at TP x PP; returns loss and grad norm.
+
+    skip_prompt=False computes the vocab projection on every position (logprob_start = 0).
+    """
+    import dataclasses
+
+    from nemo_r1.trainers.batching import TrainBatch
+
+    class FullBatch(TrainBatch):
+        logprob_start = 0  # shadows the property
     from nemo_r1.config import load_config
     from nemo_r1.trainers.batching import micro_batches
     from nemo_r1.trainers.grpo import make_loss_fn
@@ -31,6 +40,9 @@ def grpo_update(hf_dir: str, tp: int, pp: int) -> dict[str, float]:
     policy = build_policy(cfg, hf_dir)
     batch = fixed_rollouts(300)
     mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 2)]
+    if not skip_prompt:
+        mbs = [FullBatch(*(getattr(mb, f.name) for f in dataclasses.fields(mb))) for mb in mbs]
+    assert skip_prompt == all(mb.logprob_start > 0 for mb in mbs)
     loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)
     stats = policy.train_step(mbs, loss_fn)
     lp = policy.logprobs(batch, 4)  # a collective: every rank runs the pipeline, the last stage gets values

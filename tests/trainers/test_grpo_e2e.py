@@ -1,8 +1,11 @@
 """GRPO end to end on the embedded SmolLM2 through the CLI: metrics, checkpoints, exact resume."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +16,15 @@ KEYS = ["reward/mean", "reward/accuracy", "train/loss", "train/kl", "train/clip_
         "timing/refit_s"]
 
 
-def grpo(out: Path, *overrides: str) -> list[dict]:
-    cmd = [sys.executable, "-m", "nemo_r1.cli", "grpo", "--config", str(ROOT / "configs/grpo/demo.yaml"),
+def grpo_cmd(out: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "nemo_r1.cli", "grpo", "--config", str(ROOT / "configs/grpo/demo.yaml"),
            f"output_dir={out}", "grpo.num_generations=4", "grpo.prompts_per_step=2", "rollout.max_new_tokens=24",
            "train.micro_batch_size=8", "train.global_batch_size=8", "checkpoint.every=1", "logging.tensorboard=false",
            "logging.plots=false", "optim.lr=1e-5", *overrides]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def grpo(out: Path, *overrides: str) -> list[dict]:
+    proc = subprocess.run(grpo_cmd(out, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"exit code {proc.returncode}\n{proc.stderr[-4000:]}"
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
@@ -36,10 +42,23 @@ def test_grpo_logs_design_metrics_and_resumes_exactly(tmp_path):
     assert latest_checkpoint(tmp_path / "full") == tmp_path / "full" / "checkpoints" / "step_2"
     assert (tmp_path / "full" / "config.yaml").exists()
 
-    # stop after step 1 (as if killed after its checkpoint), then resume to step 2
-    grpo(tmp_path / "resumed", "train.max_steps=1")
-    resumed = grpo(tmp_path / "resumed", "train.max_steps=2", "train.resume=auto")
-    assert [r["step"] for r in resumed] == [1, 2]
+    # SIGKILL during step 2 (right after step 1's checkpoint appears), then resume: step 2 is redone
+    # from that checkpoint and matches the uninterrupted run
+    killed = tmp_path / "resumed"
+    log = tmp_path / "killed.log"
+    with log.open("w") as f:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen(grpo_cmd(killed, "train.max_steps=3"), cwd=ROOT, stdout=f, stderr=f,
+                                start_new_session=True)
+    deadline = time.monotonic() + 900
+    while latest_checkpoint(killed) is None:
+        assert proc.poll() is None, f"run ended before its first checkpoint: {log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "no checkpoint within 900 s"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole session: nothing of the run survives
+    proc.wait()
+    assert latest_checkpoint(killed).name == "step_1", "killed too late: step 2 already checkpointed"
+    resumed = grpo(killed, "train.max_steps=2", "train.resume=auto")
+    assert [r["step"] for r in resumed] == [1, 2]  # no duplicate or lost rows after the kill
     for key in ("reward/mean", "rollout/mean_length"):
         assert resumed[1][key] == pytest.approx(full[1][key], abs=1e-9), key
     assert resumed[1]["train/loss"] == pytest.approx(full[1]["train/loss"], abs=1e-5)

@@ -25,3 +25,13 @@ def test_grpo_update_tp2pp2_equals_tp1(tmp_path):
         assert r["grad_norm"] == pytest.approx(ref["grad_norm"], abs=1e-5, rel=1e-5)
     # and the updated weights give the same logprobs afterwards
     assert last and last[0]["after"] == pytest.approx(ref["after"], rel=1e-5)
+
+
+@pytest.mark.multiproc
+def test_skipping_prompt_logits_changes_nothing(tmp_path):
+    """The forward projects only completion positions to the vocabulary; same step as projecting all."""
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    skip, full = run_on_cpu_ranks(grpo_update, 1, hf, 1, 1)[0], run_on_cpu_ranks(grpo_update, 1, hf, 1, 1, False)[0]
+    assert skip["loss"] != 0.0
+    for key in ("loss", "grad_norm", "logprob_diff", "after"):
+        assert skip[key] == pytest.approx(full[key], rel=1e-6, abs=1e-7), key
