@@ -24,21 +24,22 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def run(backend: str, args: argparse.Namespace, model: str) -> dict:
+def run(backend: str, args: argparse.Namespace, model: str, engine: object = None, name: str = "") -> dict:
     from nemo_r1.eval.runner import evaluate
 
-    out = Path(args.out) / backend
+    name = name or backend
+    out = Path(args.out) / name
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     res = evaluate(model, benchmarks=[args.benchmark], n=args.n, temperature=args.temperature, top_p=args.top_p,
                    max_new_tokens=args.max_new_tokens, seed=args.seed, out_dir=out, backend=backend,
                    limit=args.limit, hf_batch_size=args.hf_batch_size, max_batch=args.max_batch,
-                   kv_cache_gib=args.kv_cache_gib, print_table=False)
+                   kv_cache_gib=args.kv_cache_gib, engine=engine, print_table=False)
     wall = time.perf_counter() - t0
     samples = [json.loads(x) for x in (out / "samples" / f"{args.benchmark}.jsonl").read_text().splitlines()]
     gen_s = res["throughput"]["generate_s"]
     tokens = sum(s["length"] for s in samples)
-    return {"backend": backend, "problems": len(samples) // args.n, "samples": len(samples), "tokens": tokens,
+    return {"backend": name, "problems": len(samples) // args.n, "samples": len(samples), "tokens": tokens,
             "generate_s": gen_s, "wall_s": round(wall, 2), "problems_per_s": len(samples) / args.n / gen_s,
             "tokens_per_s": tokens / gen_s, "pass@1": res["benchmarks"][args.benchmark]["pass@1"],
             "completions": {(s["id"], s["sample"]): s["completion"] for s in samples}}
@@ -58,13 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=256, help="vLLM sequences in flight")
     p.add_argument("--kv-cache-gib", type=float, default=2.0)
     p.add_argument("--out", default="outputs/bench_eval")
+    p.add_argument("--baseline", choices=["hf", "vllm-sort"], default="hf",
+                   help="hf: transformers generate; vllm-sort: the same vLLM engine with vLLM's own "
+                        "sorting top-p instead of ours (rollout/top_p.py)")
     args = p.parse_args(argv)
 
     from nemo_r1.eval.cli import resolve_model_arg
 
     model = resolve_model_arg(args.model)
-    ours = run("vllm", args, model)
-    base = run("hf", args, model)
+    if args.baseline == "hf":
+        ours = run("vllm", args, model)
+        base = run("hf", args, model)
+    else:
+        ours, base = _top_p_pair(args, model)
     same = sum(ours["completions"][k] == base["completions"].get(k) for k in ours["completions"])
     for r in (ours, base):
         r.pop("completions")
@@ -76,14 +83,29 @@ def main(argv: list[str] | None = None) -> int:
     for r in (ours, base):
         print(f"| {r['backend']} | {r['problems']} | {r['samples']} | {r['tokens']} | {r['generate_s']:.1f} | "
               f"{r['problems_per_s']:.3f} | {r['tokens_per_s']:.1f} | {r['wall_s']:.1f} | {r['pass@1']:.3f} |")
-    print(f"ratio (ours / HF generate), problems/s: {ratio:.2f}x")
-    if args.temperature == 0:
-        print(f"greedy completions identical: {same}/{ours['samples']}")
-    summary = {"settings": vars(args), "ours": ours, "hf_generate": base, "ratio_problems_per_s": ratio,
+    print(f"ratio (ours / {base['backend']}), problems/s: {ratio:.2f}x")
+    if args.temperature == 0 or args.baseline == "vllm-sort":
+        print(f"completions identical: {same}/{ours['samples']}")
+    summary = {"settings": vars(args), "ours": ours, "baseline": base, "ratio_problems_per_s": ratio,
                "identical_completions": same}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def _top_p_pair(args: argparse.Namespace, model: str) -> tuple[dict, dict]:
+    """One engine, two runs: vLLM's sorting top-p, then ours; the samples must be identical."""
+    from nemo_r1.eval.engines import model_max_len
+    from nemo_r1.rollout import EngineConfig, top_p
+    from nemo_r1.rollout.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(model, EngineConfig(max_model_len=model_max_len(model), kv_cache_gib=args.kv_cache_gib,
+                                            sleep_during_training=False))
+    top_p.uninstall()
+    base = run("vllm", args, model, engine=engine, name="vllm-sort")
+    top_p.install()
+    ours = run("vllm", args, model, engine=engine, name="vllm-fast-top-p")
+    return ours, base
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ class EngineConfig:
     """Engine RNG seed (used when SamplingConfig.seed is None)."""
     kv_cache_gib: float = 1.0
     """CPU: KV-cache size in GiB (the CPU backend would otherwise reserve most of RAM)."""
+    fast_top_p: bool = True
+    """CPU: exact top-p without sorting the vocabulary (`rollout/top_p.py`); same kept tokens."""
     gpu_memory_utilization: float = 0.5
     """GPU: fraction of memory for weights + KV cache (the rest stays for training)."""
     sleep_during_training: bool = True

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nemo_r1.rollout import top_p
 from nemo_r1.rollout.base import EngineConfig, Rollout, SamplingConfig, normalize_prompts
 from nemo_r1.rollout.refit import RefitStats, Timer, check_complete, checkpoint_weight_names, stream
 
@@ -90,6 +91,8 @@ class VLLMEngine:
         self.cuda = torch.cuda.is_available()
         if not self.cuda:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            if self.cfg.fast_top_p:
+                top_p.install()  # in-process engine: the sampler runs here (see top_p.py)
         from vllm import LLM
 
         self.model_path = str(model)
