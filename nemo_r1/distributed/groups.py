@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from nemo_r1.malloc import keep_freed_memory
 from nemo_r1.platform import apply_cpu_patches, cuda_available
 
 
@@ -82,6 +83,7 @@ def init_distributed(tp: int = 1, pp: int = 1, seed: int = 1234, timeout_minutes
     cpu = not cuda_available()
     if cpu:
         apply_cpu_patches()
+        keep_freed_memory()  # training steps re-fault their working set otherwise (nemo_r1/malloc.py)
     rank = _env_int("RANK", 0)
     world = dist.get_world_size() if dist.is_initialized() else _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
