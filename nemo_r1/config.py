@@ -106,6 +106,9 @@ class GRPOConfig:
     max_refill_rounds: int = 2
     overlong_filter: bool = False
     """Mask completions cut by max_new_tokens."""
+    share_prompt: bool = True
+    """Train each group as one row, its prompt once (trainers/shared_prompt.py): same gradients,
+    fewer tokens. CPU (local attention spec) only for now; GPU runs use one row per sample."""
     samples_every: int = 10
     """Write sample completions to samples.jsonl every N steps (0 = never)."""
 

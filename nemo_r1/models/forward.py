@@ -69,6 +69,38 @@ def vocab_parallel_logprobs(logits: Tensor, target: Tensor, vocab_size: int, tem
     return -vocab_parallel_cross_entropy(logits, target)
 
 
+@dataclass
+class LogprobLayout:
+    """Where each output logprob comes from when a micro-batch's rows are packed, e.g. G completions
+    sharing one prompt in one row (`nemo_r1.trainers.shared_prompt`).
+
+    Output is [B, T] in the caller's own layout (zero where nothing maps). `src` positions predict
+    their row's next token; `extra_src` positions predict `extra_target` instead (a shared prompt's
+    last position predicts the first token of every completion but the first). Positions are
+    absolute in the packed rows.
+    """
+
+    shape: tuple[int, int]
+    dst: tuple[Tensor, Tensor]  # (b, t)
+    src: tuple[Tensor, Tensor]  # (row, position)
+    extra_dst: tuple[Tensor, Tensor]
+    extra_src: tuple[Tensor, Tensor]
+    extra_target: Tensor
+
+    def logprobs(self, logits: Tensor, tokens: Tensor, start: int, vocab_size: int, temperature: float) -> Tensor:
+        """logits [R, L - start, V/tp] of positions start.. of `tokens` [R, L] -> logprobs [B, T]."""
+        er, ep = self.extra_src
+        extra = logits[er, ep - start]  # a copy, taken before the in-place log-softmax below
+        target = torch.cat([tokens[:, start + 1:], tokens[:, :1]], dim=1)
+        lp = vocab_parallel_logprobs(logits, target, vocab_size, temperature)
+        r, p = self.src
+        out = lp.new_zeros(self.shape).index_put(self.dst, lp[r, p - start])
+        if er.numel():
+            out = out.index_put(self.extra_dst, vocab_parallel_logprobs(extra, self.extra_target, vocab_size,
+                                                                        temperature))
+        return out
+
+
 def _head_input(module: torch.nn.Module, args: tuple) -> tuple:
     """Pre-hook on the output layer: project only positions >= logprob_start, batch-major.
 
@@ -104,6 +136,26 @@ def _output_layer(model: torch.nn.Module) -> torch.nn.Module | None:
     return head
 
 
+def _rope_at_positions(module: torch.nn.Module, args: tuple, freqs: Tensor) -> Tensor | None:
+    """Forward hook on GPTModel's rotary embedding: megatron computes RoPE for positions 0..s-1 of
+    every row and ignores `position_ids` (it uses them only for learned absolute embeddings); rows
+    with their own positions (packed documents, shared-prompt groups) get freqs [s, b, 1, d]."""
+    pos = getattr(module, "_nemo_r1_positions", None)
+    if pos is None:
+        return None
+    return freqs[:, 0, 0, :][pos.t()].unsqueeze(2)
+
+
+def _rotary(model: torch.nn.Module) -> torch.nn.Module | None:
+    from nemo_r1.models.build import unwrap
+
+    rot = getattr(unwrap(model), "rotary_pos_emb", None)
+    if rot is not None and not getattr(rot, "_nemo_r1_hooked", False):
+        rot.register_forward_hook(_rope_at_positions)
+        rot._nemo_r1_hooked = True
+    return rot
+
+
 def _forward_step(vocab_size: int, loss_fn: LossFn | None, temperature: float, data_iterator: Any,
                   model: torch.nn.Module):
     mb = next(data_iterator)
@@ -112,27 +164,36 @@ def _forward_step(vocab_size: int, loss_fn: LossFn | None, temperature: float, d
         raise TypeError("each micro-batch needs `tokens` ([b, L] int64), as an attribute or dict key")
     b, L = tokens.shape
     position_ids = _field(mb, "position_ids")
+    rot = _rotary(model) if position_ids is not None else None
     if position_ids is None:
         position_ids = torch.arange(L, device=tokens.device).expand(b, L)
     start = int(_field(mb, "logprob_start") or 0)
     head = _output_layer(model)
     if head is not None:
         head._nemo_r1_start = start  # read by _head_input during this forward only
+    if rot is not None:
+        rot._nemo_r1_positions = position_ids  # read by _rope_at_positions during this forward only
     try:
         out = model(tokens, position_ids, _field(mb, "attention_mask"))
     finally:
         if head is not None:
             head._nemo_r1_start = 0
+        if rot is not None:
+            rot._nemo_r1_positions = None
 
     def loss_func(logits: Tensor):
         # Targets are the next tokens; the last position gets a dummy target and is dropped, which
         # avoids copying the [b, L, V/tp] logits to slice off one column. With logprob_start = s the
         # logits cover positions s.. only; the skipped positions get logprob 0 (callers mask them).
         s = start if head is not None else 0
-        target = torch.cat([tokens[:, s + 1:], tokens[:, :1]], dim=1)
-        lp = vocab_parallel_logprobs(logits, target, vocab_size, temperature)[:, :-1]
-        if s:
-            lp = torch.cat([lp.new_zeros(b, s), lp], dim=1)
+        layout = _field(mb, "logprob_layout")
+        if layout is not None:
+            lp = layout.logprobs(logits, tokens, s, vocab_size, temperature)
+        else:
+            target = torch.cat([tokens[:, s + 1:], tokens[:, :1]], dim=1)
+            lp = vocab_parallel_logprobs(logits, target, vocab_size, temperature)[:, :-1]
+            if s:
+                lp = torch.cat([lp.new_zeros(b, s), lp], dim=1)
         metrics: dict[str, float] = {}
         if loss_fn is None:
             loss = lp.sum() * 0.0
@@ -155,7 +216,8 @@ def forward_backward_logprobs(model: torch.nn.Module, micro_batches: Sequence[An
     micro_batches: objects or dicts with `tokens` [b, L] (right padding is harmless: causal), and
     optionally `position_ids` [b, L] and `attention_mask` [b, 1, L, L] bool (True = masked, e.g.
     block-causal for packed documents), and `logprob_start` (int): logprobs of earlier positions are
-    not computed and returned as 0 (GRPO: the prompt). Gradients accumulate into the model's grad buffers; the
+    not computed and returned as 0 (GRPO: the prompt), and `logprob_layout` (a LogprobLayout: the
+    logprobs handed to the loss are in its [B, T] layout instead of [b, L-1]). Gradients accumulate into the model's grad buffers; the
     caller zeroes them and steps the optimizer (see `nemo_r1.models.train.train_step`).
     broadcast: copy the last stage's logprobs/losses/metrics to every pipeline stage.
     """

@@ -21,6 +21,7 @@ class TrainBatch:
     advantages: Tensor  # [B]
     lengths: Tensor  # [B] real tokens per sequence
     old_logprobs: Tensor | None = None  # [B, L-1] policy logprobs before this step's updates (mu > 1)
+    prompt_lengths: Tensor | None = None  # [B] prompt tokens per sequence (shared-prompt packing needs it)
 
     @property
     def logprob_start(self) -> int:
@@ -33,15 +34,16 @@ class TrainBatch:
     def select(self, idx: Tensor | list[int]) -> TrainBatch:
         idx = torch.as_tensor(idx, dtype=torch.long)
         old = self.old_logprobs[idx] if self.old_logprobs is not None else None
+        plen = self.prompt_lengths[idx] if self.prompt_lengths is not None else None
         return TrainBatch(self.tokens[idx], self.mask[idx], self.rollout_logprobs[idx], self.advantages[idx],
-                          self.lengths[idx], old)
+                          self.lengths[idx], old, plen)
 
     def trim(self) -> TrainBatch:
         """Drop padding columns past the longest sequence (after selecting a micro-batch)."""
         L = int(self.lengths.max())
         old = self.old_logprobs[:, : L - 1] if self.old_logprobs is not None else None
         return TrainBatch(self.tokens[:, :L], self.mask[:, : L - 1], self.rollout_logprobs[:, : L - 1],
-                          self.advantages, self.lengths, old)
+                          self.advantages, self.lengths, old, self.prompt_lengths)
 
 
 def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]],
@@ -69,7 +71,8 @@ def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]],
             if completion_mask is None or completion_mask[i]:
                 mask[i, start: start + len(c)] = 1.0
             lp[i, start: start + len(c)] = torch.tensor(r, dtype=torch.float32)
-    return TrainBatch(tokens, mask, lp, advantages.float(), torch.tensor(lengths))
+    return TrainBatch(tokens, mask, lp, advantages.float(), torch.tensor(lengths),
+                      prompt_lengths=torch.tensor([len(p) for p in prompt_ids]))
 
 
 def micro_batches(lengths: Tensor, micro_batch_size: int, bucket_by_length: bool = True) -> list[list[int]]:

@@ -49,3 +49,44 @@ def grpo_update(hf_dir: str, tp: int, pp: int, skip_prompt: bool = True) -> dict
     after = float((lp * batch.mask).sum()) if lp is not None else None
     return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "logprob_diff": stats["logprob_diff"],
             "after": after}
+
+
+def group_rollouts(vocab: int, seed: int = 1):
+    """2 groups x 4 generations, each group with one prompt (lengths 5 and 8), uneven completions."""
+    from nemo_r1.algorithms.grpo import compute_advantages
+    from nemo_r1.trainers.batching import build_batch
+
+    g = torch.Generator().manual_seed(seed)
+    heads = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (5, 8)]
+    prompts = [heads[i // 4] for i in range(8)]
+    lens = [3, 1, 6, 4, 2, 5, 5, 7]
+    comps = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in lens]
+    rollout_lp = [(-torch.rand(len(c), generator=g) * 5).tolist() for c in comps]
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    return build_batch(prompts, comps, rollout_lp, compute_advantages(rewards, 4), pad_id=0)
+
+
+def grpo_update_shared(hf_dir: str, tp: int, pp: int, share: bool) -> dict[str, float]:
+    """One GRPO step on `group_rollouts`, each group packed into one row (share) or one row per sample."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.batching import micro_batches
+    from nemo_r1.trainers.grpo import make_loss_fn
+    from nemo_r1.trainers.megatron_policy import build_policy
+    from nemo_r1.trainers.shared_prompt import groups_share_prompts, shared_prompt_micro_batches
+
+    cfg = load_config(None, [f"parallel.tensor={tp}", f"parallel.pipeline={pp}", "optim.lr=1e-3", "train.max_steps=1",
+                             "grpo.loss_type=grpo", "grpo.tis_cap=2.0", "rollout.temperature=0.7"])
+    policy = build_policy(cfg, hf_dir)
+    batch = group_rollouts(300)
+    assert groups_share_prompts(batch, 4)
+    if share:
+        mbs = shared_prompt_micro_batches(batch, 4, 4)
+        assert [tuple(mb.tokens.shape) for mb in mbs] == [(1, 8 + 19), (1, 5 + 14)]  # prompt once per group
+    else:
+        mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 4)]
+    loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)
+    stats = policy.train_step(mbs, loss_fn)
+    lp = policy.logprobs(batch, 4)
+    after = float((lp * batch.mask).sum()) if lp is not None else None
+    return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "logprob_diff": stats["logprob_diff"],
+            "after": after}

@@ -35,3 +35,23 @@ def test_skipping_prompt_logits_changes_nothing(tmp_path):
     assert skip["loss"] != 0.0
     for key in ("loss", "grad_norm", "logprob_diff", "after"):
         assert skip[key] == pytest.approx(full[key], rel=1e-6, abs=1e-7), key
+
+
+@pytest.mark.multiproc
+def test_shared_prompt_rows_give_the_same_step(tmp_path):
+    """A group's completions packed behind one copy of the prompt (block mask): same loss, logprobs,
+    grad norm and updated weights as one row per sample, at TP1 and at TP2xPP2."""
+    from grpo_parallel_ranks import grpo_update_shared
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    rows = run_on_cpu_ranks(grpo_update_shared, 1, hf, 1, 1, False)[0]
+    shared = run_on_cpu_ranks(grpo_update_shared, 1, hf, 1, 1, True)[0]
+    par = run_on_cpu_ranks(grpo_update_shared, 4, hf, 2, 2, True)
+    assert rows["loss"] != 0.0 and rows["logprob_diff"] > 0.0
+    for key in ("loss", "grad_norm", "logprob_diff", "after"):
+        assert shared[key] == pytest.approx(rows[key], rel=1e-5, abs=1e-6), key
+    for r in par:
+        for key in ("loss", "grad_norm", "logprob_diff"):
+            assert r[key] == pytest.approx(rows[key], rel=1e-5, abs=1e-6), key
+    last = [r for r in par if r["after"] is not None]
+    assert last and last[0]["after"] == pytest.approx(rows["after"], rel=1e-5)
