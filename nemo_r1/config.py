@@ -59,17 +59,32 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
+    """Adam + LR schedule: the `optim` section, and what `nemo_r1.models.setup_training` takes."""
+
     lr: float = 1e-6
-    """Peak learning rate."""
+    """Peak learning rate (after warmup)."""
     min_lr: float = 0.0
-    """Floor of the cosine schedule."""
+    """Floor of the cosine/linear decay."""
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     warmup_steps: int = 0
+    """Linear warmup from 0: step k (1-based) uses lr * k / warmup_steps."""
     scheduler: str = "constant"
     """`constant` | `cosine` | `linear` (after warmup)."""
+    decay_steps: int | None = None
+    """Steps until min_lr; null = the run's total steps."""
+    distributed_optimizer: bool = True
+    """Shard Adam state (and the fp32 master weights) over data-parallel ranks."""
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in ("cosine", "linear", "constant"):
+            near = difflib.get_close_matches(str(self.scheduler), ("constant", "cosine", "linear"), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"optim.scheduler={self.scheduler!r} is not one of ['constant', 'cosine', 'linear']{hint}")
+        if self.lr < 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= optim.min_lr ({self.min_lr}) <= optim.lr ({self.lr})")
 
 
 @dataclass

@@ -15,38 +15,9 @@ from typing import Any
 
 import torch
 
+from nemo_r1.config import OptimConfig  # one optimizer config: the `optim` section of the config tree
 from nemo_r1.models.forward import LossFn, StepOutput, forward_backward_logprobs
 from nemo_r1.platform import cuda_available, patches_applied
-
-
-@dataclass
-class OptimConfig:
-    """Optimizer and LR schedule (the lead composes this into the config tree as `optim`)."""
-
-    lr: float = 1e-5
-    """Peak learning rate (after warmup)."""
-    min_lr: float = 0.0
-    """Floor of the decay."""
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_eps: float = 1e-8
-    clip_grad: float = 1.0
-    """Global grad-norm clip (0 disables)."""
-    warmup_steps: int = 0
-    """Linear warmup from 0: step k (1-based) uses lr * k / warmup_steps."""
-    scheduler: str = "cosine"
-    """cosine | linear | constant (after warmup)."""
-    decay_steps: int | None = None
-    """Steps until min_lr; None = the run's total steps."""
-    distributed_optimizer: bool = True
-    """Shard Adam state (and the fp32 master weights) over data-parallel ranks."""
-
-    def __post_init__(self) -> None:
-        if self.scheduler not in ("cosine", "linear", "constant"):
-            raise ValueError(f"optim.scheduler={self.scheduler!r} must be cosine, linear or constant")
-        if self.lr < 0 or self.min_lr < 0 or self.min_lr > self.lr:
-            raise ValueError(f"need 0 <= optim.min_lr ({self.min_lr}) <= optim.lr ({self.lr})")
 
 
 @dataclass
@@ -80,8 +51,10 @@ def _no_grad_sync(force_all_reduce: bool = False) -> None:
     return None
 
 
-def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int) -> TrainState:
-    """Wrap `model` (from build_model) for training; call once per run, on every rank."""
+def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, clip_grad: float = 1.0) -> TrainState:
+    """Wrap `model` (from build_model) for training; call once per run, on every rank.
+
+    clip_grad: global grad-norm clip, 0 disables (the config's `train.grad_clip`)."""
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
@@ -93,7 +66,7 @@ def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int) -
     ddp = DistributedDataParallel(tcfg, ddp_cfg, model)
     ocfg = OptimizerConfig(optimizer="adam", lr=cfg.lr, min_lr=cfg.min_lr, weight_decay=cfg.weight_decay,
                            adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, adam_eps=cfg.adam_eps,
-                           clip_grad=cfg.clip_grad, bf16=tcfg.bf16, fp16=tcfg.fp16, params_dtype=tcfg.params_dtype,
+                           clip_grad=clip_grad, bf16=tcfg.bf16, fp16=tcfg.fp16, params_dtype=tcfg.params_dtype,
                            use_distributed_optimizer=cfg.distributed_optimizer)
     optimizer = get_megatron_optimizer(ocfg, [ddp])
     decay = max(cfg.decay_steps or total_steps, cfg.warmup_steps + 1)

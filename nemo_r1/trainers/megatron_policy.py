@@ -109,14 +109,10 @@ def build_policy(cfg: Config, hf_dir: str) -> MegatronPolicy:
     from nemo_r1.models.build import build_model
     from nemo_r1.models.config import model_info, read_hf_config
     from nemo_r1.models.hf_import import load_hf_weights
-    from nemo_r1.models.train import OptimConfig, setup_training
+    from nemo_r1.models.train import setup_training
 
     init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
     model = build_model(model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor), dtype=cfg.model.dtype)
     load_hf_weights(model, hf_dir)
-    o = cfg.optim
-    state = setup_training(model, OptimConfig(
-        lr=o.lr, min_lr=o.min_lr, weight_decay=o.weight_decay, adam_beta1=o.adam_beta1, adam_beta2=o.adam_beta2,
-        adam_eps=o.adam_eps, clip_grad=cfg.train.grad_clip, warmup_steps=o.warmup_steps, scheduler=o.scheduler),
-        total_steps=cfg.train.max_steps)
+    state = setup_training(model, cfg.optim, total_steps=cfg.train.max_steps, clip_grad=cfg.train.grad_clip)
     return MegatronPolicy(state, hf_dir, cfg)

@@ -98,8 +98,8 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
             if _is_reporter():
                 out["logits"][(fam, tp, pp)] = logits
             if (tp, pp) in [(1, 1), (2, 2)]:
-                state = setup_training(model, OptimConfig(lr=1e-3, adam_eps=1e-6, clip_grad=0.0,
-                                                                 distributed_optimizer=False), 10)
+                state = setup_training(model, OptimConfig(lr=1e-3, adam_eps=1e-6,
+                                                                 distributed_optimizer=False), 10, clip_grad=0.0)
                 loss = _step(state, batch)
                 grads = {n: t.clone() for n, t in iter_hf_weights(state.model, grads=True)}
                 weights = {n: t.clone() for n, t in iter_hf_weights(state.model)}
