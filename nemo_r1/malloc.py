@@ -42,7 +42,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl, macOS: no mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, -1) == 1  # -1: SIZE_MAX, never trim
     _applied = ok
     log.debug("glibc malloc keeps freed memory: %s", ok)
     return ok

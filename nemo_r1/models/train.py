@@ -51,6 +51,10 @@ def _no_grad_sync(force_all_reduce: bool = False) -> None:
     return None
 
 
+def _no_param_sync(*unused: Any, force_sync: bool = False, force_dispatch: bool = False) -> None:
+    return None
+
+
 def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, clip_grad: float = 1.0) -> TrainState:
     """Wrap `model` (from build_model) for training; call once per run, on every rank.
 
@@ -80,8 +84,11 @@ def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, c
         _fuse_wgrad_accumulation(model)
     if ps.get_data_parallel_world_size(with_context_parallel=True) == 1 and not ddp_cfg.overlap_grad_reduce:
         # A reduce over one rank is the identity, but gloo still copies the whole grad buffer (twice
-        # per step for a reduce-scatter); the buffers already hold the summed gradients.
+        # per step for a reduce-scatter); the buffers already hold the summed gradients. Likewise the
+        # distributed optimizer's param all-gather: the updated shard is already the whole param
+        # buffer, and gloo's gather allocated (and page-faulted) a model-sized temporary each step.
         ddp.finish_grad_sync = _no_grad_sync
+        ddp.start_param_sync = _no_param_sync
     tcfg.no_sync_func = ddp.no_sync
     tcfg.finalize_model_grads_func = _finalize_grads_as_sums
     tcfg.grad_scale_func = optimizer.scale_loss if tcfg.fp16 else None
