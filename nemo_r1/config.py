@@ -211,7 +211,6 @@ def validate(cfg: Config) -> None:
     choices = {
         "grpo.loss_type": (cfg.grpo.loss_type, ("grpo", "bnpo", "dr_grpo", "dapo")),
         "grpo.advantage_scale": (cfg.grpo.advantage_scale, ("group", "batch", "none")),
-        "optim.scheduler": (cfg.optim.scheduler, ("constant", "cosine", "linear")),
         "rollout.backend": (cfg.rollout.backend, ("vllm", "hf")),
     }
     for key, (value, allowed) in choices.items():

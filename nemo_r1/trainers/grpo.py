@@ -149,11 +149,12 @@ def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: f
     """mu policy iterations over one batch of rollouts (old logprobs recomputed only when mu > 1)."""
     if cfg.grpo.mu > 1:
         batch.old_logprobs = policy.logprobs(batch, cfg.train.micro_batch_size)
+    from nemo_r1.platform import cuda_available
     from nemo_r1.trainers.shared_prompt import groups_share_prompts, shared_prompt_micro_batches
 
     G = cfg.grpo.num_generations
     # GPU layer specs use transformer-engine attention, which these block masks do not reach yet
-    if cfg.grpo.share_prompt and not torch.cuda.is_available() and groups_share_prompts(batch, G):
+    if cfg.grpo.share_prompt and not cuda_available() and groups_share_prompts(batch, G):
         mbs: list = shared_prompt_micro_batches(batch, G, cfg.train.micro_batch_size)
     else:
         mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, cfg.train.micro_batch_size)]
