@@ -19,10 +19,11 @@ def layer_spec(info: ModelInfo, use_te: bool):
 
     if use_te:
         return specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=info.spec.qk_norm)
-    from nemo_r1.models import rope
+    from nemo_r1.models import fused, rope
     from nemo_r1.models.attention import SDPADotProductAttention
 
     rope.install()  # fused CPU RoPE (falls back to megatron's for layouts it does not cover)
+    fused.install()  # fused CPU SwiGLU, used with bias_activation_fusion (set in build_model)
     spec = specs.get_gpt_layer_local_spec(qk_layernorm=info.spec.qk_norm, normalization="RMSNorm")
     spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
     return spec
@@ -41,6 +42,8 @@ def build_model(info: ModelInfo, dtype: str = "float32", init_weights: bool = Fa
     pp = ps.get_pipeline_model_parallel_world_size()
     if info.padded_vocab_size % tp:
         raise ValueError(f"padded vocab {info.padded_vocab_size} is not divisible by parallel.tensor={tp}")
+    if not use_te:  # the local spec's SwiGLU: nemo_r1.models.fused on CPU, megatron's jit-fused otherwise
+        config_overrides = {"bias_activation_fusion": True, **config_overrides}
     cfg = transformer_config(info, tp, pp, dtype=dtype, cpu=cpu, perform_initialization=init_weights,
                              **config_overrides)
     model = GPTModel(
@@ -49,6 +52,10 @@ def build_model(info: ModelInfo, dtype: str = "float32", init_weights: bool = Fa
         post_process=ps.is_pipeline_last_stage(), share_embeddings_and_output_weights=info.tied,
         position_embedding_type="rope", rotary_base=info.rope_theta, rotary_percent=1.0,
     )
+    if not use_te:
+        from nemo_r1.models import fused
+
+        fused.install(model)  # fused CPU RMSNorm
     if not init_weights:
         _mark_tensor_parallel_weights(model)
     if info.rope_scaling is not None:

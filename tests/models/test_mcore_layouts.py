@@ -82,11 +82,12 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
     from nemo_r1.models.config import model_info, read_hf_config
     from nemo_r1.models.convert import convert_hf_to_mcore, convert_mcore_to_hf
     from nemo_r1.models.forward import forward_logits
+    from nemo_r1.models.fused import FusedRMSNorm
     from nemo_r1.models.hf_export import iter_hf_weights
     from nemo_r1.models.hf_import import load_hf_weights
     from nemo_r1.models.train import OptimConfig, setup_training
 
-    out: dict = {"logits": {}, "step": {}, "resume": {}}
+    out: dict = {"logits": {}, "step": {}, "resume": {}, "fused": {}}
     toks = tokens()
     batch = train_batch(seed=5)
     for tp, pp in LAYOUTS:
@@ -94,6 +95,8 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
         for fam, d in hf_dirs.items():
             model = build_model(model_info(read_hf_config(d), tp=tp))
             load_hf_weights(model, d)
+            norms = [type(m) for m in model.modules() if isinstance(m, torch.nn.RMSNorm)]
+            out["fused"][(fam, tp, pp)] = (norms.count(FusedRMSNorm), len(norms), model.config.bias_activation_fusion)
             logits = forward_logits(model, toks)
             if _is_reporter():
                 out["logits"][(fam, tp, pp)] = logits
@@ -162,6 +165,14 @@ def test_logits_match_hf_at_every_layout(ranks, tiny_dirs, family: str) -> None:
         assert logits.shape == ref.shape
         diff = (logits - ref).abs().max().item()
         assert diff < 1e-4, f"{family} TP{tp} PP{pp}: max |megatron - HF| = {diff}"
+
+
+@pytest.mark.multiproc
+def test_cpu_models_use_the_fused_norm_and_swiglu(ranks) -> None:
+    res, _ = ranks
+    for key, (fused, norms, swiglu_fusion) in res["fused"].items():
+        assert norms > 0 and fused == norms, f"{key}: {fused} of {norms} RMSNorms are fused"
+        assert swiglu_fusion, f"{key}: bias_activation_fusion is off, so megatron's unfused glu runs"
 
 
 @pytest.mark.multiproc
