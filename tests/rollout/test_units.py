@@ -28,9 +28,19 @@ def test_engine_and_budget_configs_reject_bad_values():
         EngineConfig(backend="sglang")
     with pytest.raises(ValueError, match="refit_bucket_mb"):
         EngineConfig(refit_bucket_mb=0)
+    with pytest.raises(ValueError, match="rollout.block_size"):
+        EngineConfig(block_size=24)
     with pytest.raises(ValueError, match="max_thinking_tokens"):
         BudgetConfig(min_thinking_tokens=10, max_thinking_tokens=5)
     assert not BudgetConfig().active and BudgetConfig(min_thinking_tokens=3).active
+
+
+def test_engine_kwargs_block_size():
+    from nemo_r1.rollout.vllm_engine import engine_kwargs
+
+    assert engine_kwargs("m", EngineConfig(), cuda=False, external_launcher=False)["block_size"] == 32
+    assert "block_size" not in engine_kwargs("m", EngineConfig(), cuda=True, external_launcher=False)
+    assert engine_kwargs("m", EngineConfig(block_size=128), cuda=False, external_launcher=False)["block_size"] == 128
 
 
 def test_split_stop_takes_the_earliest():
