@@ -7,6 +7,7 @@ exception on any rank stops the others and is re-raised here with that rank's tr
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import time
@@ -14,6 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.multiprocessing as mp
 
 from nemo_r1.distributed.groups import free_port
@@ -31,7 +33,11 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: in
     torch.set_num_threads(threads)
     try:
         result = fn(*args)
-        out.put((rank, True, result))
+        # By value: a queue shares tensors through file descriptors that this process serves, and
+        # it may exit before the parent unpickles them (FileNotFoundError in the parent).
+        buf = io.BytesIO()
+        torch.save(result, buf)
+        out.put((rank, True, buf.getvalue()))
     except BaseException:  # noqa: B036 - report anything, including KeyboardInterrupt, to the parent
         out.put((rank, False, traceback.format_exc()))
     finally:
@@ -73,7 +79,7 @@ def run_on_cpu_ranks(fn: Callable[..., Any], nprocs: int, *args: Any, threads: i
                 continue
             if not ok:
                 raise RuntimeError(f"rank {rank} of {nprocs} failed:\n{value}")
-            results[rank] = value
+            results[rank] = torch.load(io.BytesIO(value), weights_only=False)  # our own child's result
     finally:
         for p in procs:
             p.join(timeout=30 if len(results) == nprocs else 1)
