@@ -11,7 +11,9 @@ runs them op by op:
   input gradient from the saved normalised input: about a third fewer passes over the activations.
   The forward and the weight gradient are bit-identical to torch's; the input gradient is the same
   formula in a different order (agrees to fp32 rounding, ~1e-7 relative).
-Measured with `tools/bench_train.py`: together ~4% of a SmolLM2 training step on 2 cores.
+Micro-benchmark at SmolLM2's 4x256-token shapes, forward+backward: SwiGLU 7.0 -> 3.8 ms per layer,
+RMSNorm 2.9 -> 2.0 ms per call (~4% of a step in isolation); `tools/bench_train.py` went from
+0.99x to 0.97-1.04x (median 1.02x, 4 runs) of HF, within the machine's noise.
 """
 
 from __future__ import annotations
