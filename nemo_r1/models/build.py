@@ -19,11 +19,10 @@ def layer_spec(info: ModelInfo, use_te: bool):
 
     if use_te:
         return specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=info.spec.qk_norm)
-    from nemo_r1.models import fused, rope
+    from nemo_r1.models import rope
     from nemo_r1.models.attention import SDPADotProductAttention
 
     rope.install()  # fused CPU RoPE (falls back to megatron's for layouts it does not cover)
-    fused.install()  # fused CPU SwiGLU, used with bias_activation_fusion (set in build_model)
     spec = specs.get_gpt_layer_local_spec(qk_layernorm=info.spec.qk_norm, normalization="RMSNorm")
     spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
     return spec
@@ -55,7 +54,7 @@ def build_model(info: ModelInfo, dtype: str = "float32", init_weights: bool = Fa
     if not use_te:
         from nemo_r1.models import fused
 
-        fused.install(model)  # fused CPU RMSNorm
+        fused.install(model)  # CPU SwiGLU (megatron's bias_swiglu_impl hook) and RMSNorm
     if not init_weights:
         _mark_tensor_parallel_weights(model)
     if info.rope_scaling is not None:

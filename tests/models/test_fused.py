@@ -1,6 +1,6 @@
 """The fused CPU SwiGLU equals megatron's unfused one bit for bit; the fused RMSNorm equals torch's
-(forward and weight gradient bit for bit, input gradient to fp32 rounding); building a CPU model
-puts both in place."""
+(forward and weight gradient bit for bit, input gradient to fp32 rounding). That built CPU models
+use both is asserted in test_mcore_layouts."""
 
 import pytest
 import torch
