@@ -177,6 +177,9 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, optimizer: Any
     unwrap(model).load_state_dict(loaded["model"])
     if with_optim:
         optimizer.load_state_dict(loaded["optimizer"])
+        from nemo_r1.models.train import use_fused_cpu_adam
+
+        use_fused_cpu_adam(optimizer)  # the saved param groups' flags came back with the state
     elif optimizer is not None:
         optimizer.reload_model_params()  # main (fp32) params from the freshly loaded weights
     if with_sched:

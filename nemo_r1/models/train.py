@@ -47,6 +47,33 @@ def _fuse_wgrad_accumulation(model: torch.nn.Module) -> None:
             mod.gradient_accumulation_fusion = True
 
 
+def torch_optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
+    """The torch optimizers inside megatron's wrappers (chained, distributed, fp32/fp16)."""
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return [optimizer]
+    if hasattr(optimizer, "chained_optimizers"):
+        return [o for c in optimizer.chained_optimizers for o in torch_optimizers(c)]
+    return torch_optimizers(optimizer.optimizer) if hasattr(optimizer, "optimizer") else []
+
+
+def use_fused_cpu_adam(optimizer: Any) -> None:
+    """CPU: run torch's fused Adam kernel (one pass per tensor) instead of the per-op loop.
+
+    Without TE or apex, megatron falls back to torch.optim.AdamW with the CPU default
+    (foreach/fused off): ~10 elementwise ops over each tensor with temporaries, 0.5 s per step for
+    135M params on 2 cores vs 0.1 s fused. Set per param group, so it is re-applied after a
+    checkpoint load (which restores the saved groups' flags).
+    """
+    if cuda_available():
+        return
+    for opt in torch_optimizers(optimizer):
+        if not isinstance(opt, torch.optim.Adam | torch.optim.AdamW):
+            continue
+        for group in opt.param_groups:
+            if not group.get("differentiable") and not group.get("capturable"):
+                group["foreach"], group["fused"] = False, True
+
+
 def _no_grad_sync(force_all_reduce: bool = False) -> None:
     return None
 
@@ -73,6 +100,7 @@ def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, c
                            clip_grad=clip_grad, bf16=tcfg.bf16, fp16=tcfg.fp16, params_dtype=tcfg.params_dtype,
                            use_distributed_optimizer=cfg.distributed_optimizer)
     optimizer = get_megatron_optimizer(ocfg, [ddp])
+    use_fused_cpu_adam(optimizer)
     decay = max(cfg.decay_steps or total_steps, cfg.warmup_steps + 1)
     scheduler = OptimizerParamScheduler(
         optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_steps,

@@ -85,7 +85,7 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
     from nemo_r1.models.fused import FusedRMSNorm
     from nemo_r1.models.hf_export import iter_hf_weights
     from nemo_r1.models.hf_import import load_hf_weights
-    from nemo_r1.models.train import OptimConfig, setup_training
+    from nemo_r1.models.train import OptimConfig, setup_training, torch_optimizers
 
     out: dict = {"logits": {}, "step": {}, "resume": {}, "fused": {}}
     toks = tokens()
@@ -133,6 +133,7 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
     model = build_model(checkpoint_model_info(ckpt))
     state = setup_training(model, cfg, total_steps=4)
     extra = load_checkpoint(ckpt, state.model, state.optimizer, state.scheduler)
+    out["fused_adam"] = [g["fused"] for o in torch_optimizers(state.optimizer) for g in o.param_groups]
     resumed = [_step(state, batch) for _ in range(2)]
     lrs.append(state.optimizer.param_groups[0]["lr"])
     if dist.get_rank() == 0:
@@ -173,6 +174,13 @@ def test_cpu_models_use_the_fused_norm_and_swiglu(ranks) -> None:
     for key, (fused, norms, swiglu_fusion) in res["fused"].items():
         assert norms > 0 and fused == norms, f"{key}: {fused} of {norms} RMSNorms are fused"
         assert swiglu_fusion, f"{key}: bias_activation_fusion is off, so megatron's unfused glu runs"
+
+
+@pytest.mark.multiproc
+def test_cpu_optimizer_is_torch_fused_adam_after_setup_and_resume(ranks) -> None:
+    res, _ = ranks
+    flags = res["fused_adam"]  # read after load_checkpoint, which restores the saved param groups
+    assert flags and all(f is True for f in flags), flags
 
 
 @pytest.mark.multiproc
