@@ -121,6 +121,11 @@ class GRPOConfig:
     max_refill_rounds: int = 2
     overlong_filter: bool = False
     """Mask completions cut by max_new_tokens."""
+    skip_zero_advantage: bool = True
+    """Train only the groups that carry gradient: a group whose advantages are all 0 (equal rewards)
+    or whose samples are all masked adds exactly 0 to the gradient when beta == 0 and the loss is
+    normalised by global counts (dapo, grpo, dr_grpo), so its forward/backward is skipped. The
+    update is the same up to fp32 summation order; token metrics cover the trained groups."""
     share_prompt: bool = True
     """Train each group as one row, its prompt once (trainers/shared_prompt.py): same gradients,
     fewer tokens. CPU (local attention spec) only for now; GPU runs use one row per sample."""

@@ -10,6 +10,13 @@ is expensive (step 2 of ours still page-faulted 1.1 GB, ~4 s of system time), an
 second in the same process, reuses the heap ours already touched. The per-step times of both are
 printed, warm-up included.
 
+`--task demo` (default) renders the prompts as `make demo` does (configs/grpo/demo.yaml: two
+worked examples, no instruction), so rewards vary within groups and training has signal;
+`--task plain` is the arithmetic problem with the boxed instruction and no examples, on which the
+135M model scores 0 in 32 tokens: every advantage is 0, so there is nothing to learn and our
+trainer skips all but one group (`grpo.skip_zero_advantage`) while TRL trains on all of them.
+The output gives the reward and the fraction of groups trained per step for that reason.
+
     .venv/bin/python tools/bench_grpo.py --steps 6 --warmup 2 --prompts 8 --generations 4 --max-new-tokens 32
 """
 
@@ -24,12 +31,15 @@ from pathlib import Path
 
 import torch
 
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grpo" / "demo.yaml"
+
 
 def run_ours(args: argparse.Namespace, data: Path, out: Path) -> list[dict]:
     from nemo_r1.config import load_config
     from nemo_r1.trainers.grpo_run import run_grpo
 
-    cfg = load_config(None, [
+    base = str(DEMO_CONFIG) if args.task == "demo" else None  # its data section: few-shot turns, no suffix
+    cfg = load_config(base, ["checkpoint.every=0", "logging.plots=false", "rewards=[{name: accuracy, weight: 1.0}]",
         f"output_dir={out}", "model.path=embedded:smollm2", f"data.train={data}",
         f"grpo.num_generations={args.generations}", f"grpo.prompts_per_step={args.prompts}",
         f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.temperature=1.0", f"train.max_steps={args.steps}",
@@ -39,7 +49,8 @@ def run_ours(args: argparse.Namespace, data: Path, out: Path) -> list[dict]:
     return run_grpo(cfg)
 
 
-def run_trl(args: argparse.Namespace, prompts: list[str], answers: list[str], out: Path) -> list[float]:
+def run_trl(args: argparse.Namespace, prompts: list[str], answers: list[str], out: Path
+            ) -> tuple[list[float], list[float]]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -74,7 +85,8 @@ def run_trl(args: argparse.Namespace, prompts: list[str], answers: list[str], ou
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok,
                           callbacks=[StepTimer()])
     trainer.train()
-    return times
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    return times, rewards
 
 
 def main() -> None:
@@ -86,6 +98,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--task", choices=("demo", "plain"), default="demo",
+                    help="prompt format: the demo's few-shot turns (rewards vary) or the bare boxed instruction")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     if not 0 <= args.warmup < args.steps:
@@ -106,11 +120,18 @@ def main() -> None:
 
     sampler = PromptSampler(len(rows), 0)  # the order our trainer visits: give TRL the same prompts
     order = [sampler.index(i) for i in range(args.prompts * args.steps)]
-    prompts = [render_prompt(problem_messages(rows[i]["problem"], None, BOXED_SUFFIX), tok) for i in order]
+    if args.task == "demo":
+        from omegaconf import OmegaConf
+
+        demo = OmegaConf.load(DEMO_CONFIG).data
+        suffix, shots = demo.prompt_suffix, OmegaConf.to_container(demo.few_shot)
+    else:
+        suffix, shots = BOXED_SUFFIX, None
+    prompts = [render_prompt(problem_messages(rows[i]["problem"], None, suffix, shots), tok) for i in order]
     answers = [rows[i]["answer"] for i in order]
 
     ours = run_ours(args, data, tmp / "ours")
-    trl_times = run_trl(args, prompts, answers, tmp / "trl")
+    trl_times, trl_rewards = run_trl(args, prompts, answers, tmp / "trl")
     w = args.warmup
     ours_s = [r["timing/step_s"] for r in ours][w:]
     trl_s = trl_times[w:]
@@ -119,6 +140,9 @@ def main() -> None:
         "nemo_r1_steps_s": [round(r["timing/step_s"], 2) for r in ours], "trl_steps_s": [round(t, 2) for t in trl_times],
         "nemo_r1_step_s": statistics.mean(ours_s), "trl_step_s": statistics.mean(trl_s),
         "speedup": statistics.mean(trl_s) / statistics.mean(ours_s),
+        "nemo_r1_reward_per_step": [round(r["reward/mean"], 3) for r in ours],
+        "trl_reward_per_step": [round(r, 3) for r in trl_rewards],
+        "nemo_r1_trained_frac_per_step": [round(r.get("train/trained_frac", 1.0), 3) for r in ours],
         "nemo_r1_breakdown": {k: statistics.mean(r[k] for r in ours[w:]) for k in
                               ("timing/generate_s", "timing/train_s", "timing/refit_s")},
     }

@@ -144,9 +144,42 @@ def write_samples(path: Path, step: int, rows: list[dict[str, Any]], rollouts: l
         for i, r in enumerate(rollouts[:limit])])
 
 
+def groups_with_gradient(batch: TrainBatch, group_size: int) -> list[int]:
+    """Indices of the samples in groups where some sample has a nonzero advantage and loss tokens.
+
+    At least one group is kept (the shortest), so every rank still runs the same schedule and
+    collectives, and the optimizer still steps (Adam moves on its moments even with a zero grad).
+    """
+    B = batch.tokens.shape[0]
+    if B % group_size:
+        return list(range(B))
+    live = (batch.advantages != 0) & (batch.mask.sum(dim=1) > 0)
+    groups = live.view(-1, group_size).any(dim=1)
+    if not bool(groups.any()):
+        sizes = batch.lengths.view(-1, group_size).sum(dim=1)
+        groups[int(torch.argmin(sizes))] = True
+    return [i for i in range(B) if groups[i // group_size]]
+
+
+def can_skip_zero_advantage(cfg: Config) -> bool:
+    """Skipping is exact only when a zero-advantage sample adds nothing to the loss's gradient *and*
+    its normaliser: no KL term, and counts taken over the whole batch (bnpo divides by the tokens
+    of each micro-batch, so removing samples would rescale the others)."""
+    g = cfg.grpo
+    return g.skip_zero_advantage and g.beta == 0 and g.loss_type in ("dapo", "grpo", "dr_grpo")
+
+
 def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: float, num_sequences: float
                    ) -> dict[str, float]:
-    """mu policy iterations over one batch of rollouts (old logprobs recomputed only when mu > 1)."""
+    """mu policy iterations over one batch of rollouts (old logprobs recomputed only when mu > 1).
+
+    `num_tokens` / `num_sequences` are the global counts of the whole batch (all DP ranks), so the
+    loss of the groups trained here is normalised as if every group were."""
+    total = batch.tokens.shape[0]
+    if can_skip_zero_advantage(cfg):
+        keep = groups_with_gradient(batch, cfg.grpo.num_generations)
+        if len(keep) < total:
+            batch = batch.select(keep)
     if cfg.grpo.mu > 1:
         batch.old_logprobs = policy.logprobs(batch, cfg.train.micro_batch_size)
     from nemo_r1.platform import cuda_available
@@ -163,4 +196,5 @@ def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: f
     for it in range(cfg.grpo.mu):
         stats = policy.train_step(mbs, loss_fn)
         first = stats if it == 0 else {**first, "grad_norm": stats["grad_norm"], "lr": stats["lr"]}
+    first["trained_frac"] = batch.tokens.shape[0] / max(total, 1)
     return first

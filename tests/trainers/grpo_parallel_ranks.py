@@ -90,3 +90,37 @@ def grpo_update_shared(hf_dir: str, tp: int, pp: int, share: bool) -> dict[str, 
     after = float((lp * batch.mask).sum()) if lp is not None else None
     return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "logprob_diff": stats["logprob_diff"],
             "after": after}
+
+
+def three_groups(vocab: int, rewards: list[float], seed: int = 2):
+    """3 groups x 4 generations with their own prompts; `rewards` decides which groups carry signal."""
+    from nemo_r1.algorithms.grpo import compute_advantages
+    from nemo_r1.trainers.batching import build_batch
+
+    g = torch.Generator().manual_seed(seed)
+    heads = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in (5, 8, 6)]
+    prompts = [heads[i // 4] for i in range(12)]
+    lens = [3, 1, 6, 4, 2, 5, 5, 7, 4, 4, 2, 6]
+    comps = [torch.randint(0, vocab, (n,), generator=g).tolist() for n in lens]
+    rollout_lp = [(-torch.rand(len(c), generator=g) * 5).tolist() for c in comps]
+    return build_batch(prompts, comps, rollout_lp, compute_advantages(torch.tensor(rewards), 4), pad_id=0)
+
+
+def grpo_update_skip(hf_dir: str, tp: int, pp: int, skip: bool, rewards: list[float]) -> dict[str, float]:
+    """One GRPO step through `train_on_batch` (the trainer's entry point) with zero-advantage
+    groups skipped or trained; logprobs of the whole batch afterwards."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.grpo import train_on_batch
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, [f"parallel.tensor={tp}", f"parallel.pipeline={pp}", "optim.lr=1e-3", "train.max_steps=1",
+                             "grpo.loss_type=dapo", "grpo.tis_cap=2.0", "rollout.temperature=1.0",
+                             "grpo.num_generations=4", "train.micro_batch_size=4", "rollout.max_new_tokens=8",
+                             f"grpo.skip_zero_advantage={str(skip).lower()}"])
+    policy = build_policy(cfg, hf_dir)
+    batch = three_groups(300, rewards)
+    stats = train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
+    lp = policy.logprobs(batch, 4)
+    after = float((lp * batch.mask).sum()) if lp is not None else None
+    return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "after": after,
+            "trained_frac": stats["trained_frac"]}

@@ -55,3 +55,29 @@ def test_shared_prompt_rows_give_the_same_step(tmp_path):
             assert r[key] == pytest.approx(rows[key], rel=1e-5, abs=1e-6), key
     last = [r for r in par if r["after"] is not None]
     assert last and last[0]["after"] == pytest.approx(rows["after"], rel=1e-5)
+
+
+@pytest.mark.multiproc
+def test_skipping_zero_advantage_groups_gives_the_same_step(tmp_path):
+    """Group 2 has equal rewards (advantage 0): skipping its forward/backward leaves the loss, grad
+    norm and updated weights as training all three groups, at TP1 and TP2xPP2."""
+    from grpo_parallel_ranks import grpo_update_skip
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    rewards = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    full = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, False, rewards)[0]
+    skip = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, True, rewards)[0]
+    par = run_on_cpu_ranks(grpo_update_skip, 4, hf, 2, 2, True, rewards)
+    assert full["trained_frac"] == 1.0 and skip["trained_frac"] == pytest.approx(2 / 3)
+    assert full["loss"] != 0.0 and full["grad_norm"] > 0.0
+    for key in ("loss", "grad_norm", "after"):
+        assert skip[key] == pytest.approx(full[key], rel=1e-5, abs=1e-7), key
+    for r in par:
+        assert r["trained_frac"] == pytest.approx(2 / 3)
+        for key in ("loss", "grad_norm"):
+            assert r[key] == pytest.approx(full[key], rel=1e-5, abs=1e-6), key
+    last = [r for r in par if r["after"] is not None]
+    assert last and last[0]["after"] == pytest.approx(full["after"], rel=1e-5)
+    # no group with signal: one (the shortest) still runs, so ranks and the optimizer step as usual
+    none = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, True, [1.0] * 4 + [0.0] * 8)[0]
+    assert none["trained_frac"] == pytest.approx(1 / 3) and none["loss"] == 0.0 and none["grad_norm"] == 0.0
