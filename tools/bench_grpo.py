@@ -45,7 +45,7 @@ def run_ours(args: argparse.Namespace, data: Path, out: Path) -> list[dict]:
         f"rollout.max_new_tokens={args.max_new_tokens}", "rollout.temperature=1.0", f"train.max_steps={args.steps}",
         f"train.micro_batch_size={args.micro_batch}", f"train.global_batch_size={args.micro_batch}",
         "optim.lr=1e-6", "grpo.loss_type=dapo", "checkpoint.save_final=false", "logging.tensorboard=false",
-        "train.resume=none", "grpo.samples_every=0", "train.max_seq_len=512"])
+        "train.resume=none", "grpo.samples_every=0", "train.max_seq_len=512", *args.override])
     return run_grpo(cfg)
 
 
@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--task", choices=("demo", "plain"), default="demo",
                     help="prompt format: the demo's few-shot turns (rewards vary) or the bare boxed instruction")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra config override for our run (repeatable), e.g. grpo.skip_zero_advantage=false")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     if not 0 <= args.warmup < args.steps:

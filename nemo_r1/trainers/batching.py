@@ -22,6 +22,7 @@ class TrainBatch:
     lengths: Tensor  # [B] real tokens per sequence
     old_logprobs: Tensor | None = None  # [B, L-1] policy logprobs before this step's updates (mu > 1)
     prompt_lengths: Tensor | None = None  # [B] prompt tokens per sequence (shared-prompt packing needs it)
+    ref_logprobs: Tensor | None = None  # [B, L-1] the reference model's logprobs (beta > 0)
 
     @property
     def logprob_start(self) -> int:
@@ -35,15 +36,17 @@ class TrainBatch:
         idx = torch.as_tensor(idx, dtype=torch.long)
         old = self.old_logprobs[idx] if self.old_logprobs is not None else None
         plen = self.prompt_lengths[idx] if self.prompt_lengths is not None else None
+        ref = self.ref_logprobs[idx] if self.ref_logprobs is not None else None
         return TrainBatch(self.tokens[idx], self.mask[idx], self.rollout_logprobs[idx], self.advantages[idx],
-                          self.lengths[idx], old, plen)
+                          self.lengths[idx], old, plen, ref)
 
     def trim(self) -> TrainBatch:
         """Drop padding columns past the longest sequence (after selecting a micro-batch)."""
         L = int(self.lengths.max())
         old = self.old_logprobs[:, : L - 1] if self.old_logprobs is not None else None
+        ref = self.ref_logprobs[:, : L - 1] if self.ref_logprobs is not None else None
         return TrainBatch(self.tokens[:, :L], self.mask[:, : L - 1], self.rollout_logprobs[:, : L - 1],
-                          self.advantages, self.lengths, old, self.prompt_lengths)
+                          self.advantages, self.lengths, old, self.prompt_lengths, ref)
 
 
 def build_batch(prompt_ids: list[list[int]], completion_ids: list[list[int]],

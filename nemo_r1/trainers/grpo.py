@@ -79,7 +79,7 @@ def make_loss_fn(cfg: Config, num_tokens: float, num_sequences: float, max_len: 
         # old ones and no separate forward pass is needed
         old_lp = mb.old_logprobs if mb.old_logprobs is not None else logprobs.detach()
         return policy_loss(logprobs, old_lp, mb.advantages, mb.mask, loss_type=g.loss_type, eps_low=g.eps_low,
-                           eps_high=g.eps_high, beta=0.0, max_completion_length=max_len,
+                           eps_high=g.eps_high, beta=g.beta, ref_logprobs=mb.ref_logprobs, max_completion_length=max_len,
                            dual_clip=g.dual_clip, rollout_logprobs=mb.rollout_logprobs if g.tis_cap else None,
                            tis_cap=g.tis_cap, num_tokens=num_tokens, num_sequences=num_sequences)
 
@@ -182,6 +182,8 @@ def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: f
             batch = batch.select(keep)
     if cfg.grpo.mu > 1:
         batch.old_logprobs = policy.logprobs(batch, cfg.train.micro_batch_size)
+    if cfg.grpo.beta > 0:
+        batch.ref_logprobs = policy.ref_logprobs(batch, cfg.train.micro_batch_size)
     from nemo_r1.platform import cuda_available
     from nemo_r1.trainers.shared_prompt import groups_share_prompts, shared_prompt_micro_batches
 

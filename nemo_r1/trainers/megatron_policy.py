@@ -33,10 +33,11 @@ def replica_info() -> tuple[int, int, Any, Any, bool]:
 class MegatronPolicy:
     """One model replica's shard on this rank with its optimizer and LR schedule (a models.train.TrainState)."""
 
-    def __init__(self, state: Any, hf_dir: str, cfg: Config) -> None:
+    def __init__(self, state: Any, hf_dir: str, cfg: Config, ref_model: torch.nn.Module | None = None) -> None:
         from megatron.core import parallel_state as ps
 
         self.state, self.model, self.hf_dir, self.cfg, self.ps = state, state.model, hf_dir, cfg, ps
+        self.ref_model = ref_model
         # logprobs of the distribution the engine sampled from (temperature-scaled logits)
         self.temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
         self.bucket_bytes = cfg.rollout.refit_bucket_mb << 20
@@ -44,16 +45,25 @@ class MegatronPolicy:
     # ------------------------------------------------------------------ forward / backward
 
     def logprobs(self, batch: TrainBatch, micro_batch_size: int) -> Tensor | None:
+        return self._logprobs(self.model, batch, micro_batch_size)
+
+    def ref_logprobs(self, batch: TrainBatch, micro_batch_size: int) -> Tensor | None:
+        if self.ref_model is None:
+            raise RuntimeError("no reference model: it is built only when grpo.beta > 0")
+        return self._logprobs(self.ref_model, batch, micro_batch_size)
+
+    def _logprobs(self, model: torch.nn.Module, batch: TrainBatch, micro_batch_size: int) -> Tensor | None:
         from nemo_r1.models.forward import forward_backward_logprobs
         from nemo_r1.trainers.batching import micro_batches
 
         groups = micro_batches(batch.lengths, micro_batch_size, bucket_by_length=False)
         micro = [batch.select(ix).trim() for ix in groups]
-        self.model.eval()
+        was_training = model.training
+        model.eval()
         with torch.no_grad():
-            out = forward_backward_logprobs(self.model, micro, None, forward_only=True,
+            out = forward_backward_logprobs(model, micro, None, forward_only=True,
                                             temperature=self.temperature, broadcast=False)
-        self.model.train()
+        model.train(was_training)
         if not self.ps.is_pipeline_last_stage():
             return None
         full = torch.zeros(batch.tokens.shape[0], batch.tokens.shape[1] - 1)
@@ -115,4 +125,10 @@ def build_policy(cfg: Config, hf_dir: str) -> MegatronPolicy:
     model = build_model(model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor), dtype=cfg.model.dtype)
     load_hf_weights(model, hf_dir)
     state = setup_training(model, cfg.optim, total_steps=cfg.train.max_steps, clip_grad=cfg.train.grad_clip)
-    return MegatronPolicy(state, hf_dir, cfg)
+    ref = None
+    if cfg.grpo.beta > 0:  # the KL anchor: the initial weights, frozen (not checkpointed: rebuilt from hf_dir)
+        ref = build_model(model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor), dtype=cfg.model.dtype)
+        load_hf_weights(ref, hf_dir)
+        ref.requires_grad_(False)
+        ref.eval()
+    return MegatronPolicy(state, hf_dir, cfg, ref)

@@ -28,6 +28,10 @@ class Policy(Protocol):
         """Forward only: [B, L-1] logprobs of batch.tokens[:, 1:]; None on ranks without the last stage."""
         ...
 
+    def ref_logprobs(self, batch: TrainBatch, micro_batch_size: int) -> Tensor | None:
+        """As `logprobs`, from the frozen reference model (the initial weights; built only when beta > 0)."""
+        ...
+
     def train_step(self, micro_batches: list[TrainBatch], loss_fn: LossFn) -> dict[str, float]:
         """Forward+backward every micro-batch, then one optimizer step. Returns, on every rank, the summed
         loss, the micro-batch-averaged loss metrics, `grad_norm`, `lr`, and `logprobs` side outputs."""

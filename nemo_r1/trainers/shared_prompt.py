@@ -52,6 +52,10 @@ class SharedPromptBatch:
         return self.samples.old_logprobs
 
     @property
+    def ref_logprobs(self) -> Tensor | None:
+        return self.samples.ref_logprobs
+
+    @property
     def lengths(self) -> Tensor:
         return self.samples.lengths
 

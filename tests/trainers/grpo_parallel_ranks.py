@@ -124,3 +124,23 @@ def grpo_update_skip(hf_dir: str, tp: int, pp: int, skip: bool, rewards: list[fl
     after = float((lp * batch.mask).sum()) if lp is not None else None
     return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "after": after,
             "trained_frac": stats["trained_frac"]}
+
+
+def grpo_two_steps_kl(hf_dir: str, beta: float) -> list[dict[str, float]]:
+    """Two GRPO steps through `train_on_batch` on the same rollouts, with a KL term of weight beta
+    to the reference model (built by build_policy only when beta > 0)."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.grpo import train_on_batch
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, ["optim.lr=1e-2", "optim.warmup_steps=0", "train.max_steps=2", "grpo.loss_type=dapo",
+                             "grpo.tis_cap=null", "rollout.temperature=1.0", "grpo.num_generations=4",
+                             "train.micro_batch_size=4", "rollout.max_new_tokens=8", f"grpo.beta={beta}"])
+    policy = build_policy(cfg, hf_dir)
+    assert (policy.ref_model is not None) == (beta > 0)
+    batch = three_groups(300, [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    out = []
+    for _ in range(2):
+        stats = train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
+        out.append({"loss": stats["loss"], "kl": stats.get("kl", 0.0), "grad_norm": stats["grad_norm"]})
+    return out

@@ -81,3 +81,19 @@ def test_skipping_zero_advantage_groups_gives_the_same_step(tmp_path):
     # no group with signal: one (the shortest) still runs, so ranks and the optimizer step as usual
     none = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, True, [1.0] * 4 + [0.0] * 8)[0]
     assert none["trained_frac"] == pytest.approx(1 / 3) and none["loss"] == 0.0 and none["grad_norm"] == 0.0
+
+
+@pytest.mark.multiproc
+def test_beta_adds_the_kl_to_the_reference_model(tmp_path):
+    """beta > 0 builds a frozen reference model (the initial weights). Step 1: the policy is the
+    reference, so KL = 0 and its gradient too (same step as beta = 0). Step 2: the policy moved,
+    KL > 0, and the loss is the beta = 0 loss + beta * KL (dapo, no IS weights)."""
+    from grpo_parallel_ranks import grpo_two_steps_kl
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    plain = run_on_cpu_ranks(grpo_two_steps_kl, 1, hf, 0.0)[0]
+    kl = run_on_cpu_ranks(grpo_two_steps_kl, 1, hf, 0.5)[0]
+    assert kl[0]["kl"] < 1e-9 and kl[0]["loss"] == pytest.approx(plain[0]["loss"], abs=1e-7)
+    assert kl[0]["grad_norm"] == pytest.approx(plain[0]["grad_norm"], rel=1e-5)
+    assert kl[1]["kl"] > 1e-6
+    assert kl[1]["loss"] == pytest.approx(plain[1]["loss"] + 0.5 * kl[1]["kl"], rel=1e-4, abs=1e-8)
