@@ -228,6 +228,8 @@ def validate(cfg: Config) -> None:
                        "train.micro_batch_size": cfg.train.micro_batch_size}.items():
         if value < 1:
             raise ConfigError(f"{key}={value} must be >= 1")
+    if cfg.grpo.beta < 0:
+        raise ConfigError(f"grpo.beta={cfg.grpo.beta} must be >= 0 (the KL weight; 0 = no reference model)")
     if cfg.train.global_batch_size % cfg.train.micro_batch_size:
         raise ConfigError(f"train.global_batch_size={cfg.train.global_batch_size} is not a multiple of "
                           f"train.micro_batch_size={cfg.train.micro_batch_size}")

@@ -82,6 +82,8 @@ def test_value_checks_suggest():
         load_config(None, ["grpo.loss_type=dapoo"])
     with pytest.raises(ConfigError, match="parallel.tensor=0 must be >= 1"):
         load_config(None, ["parallel.tensor=0"])
+    with pytest.raises(ConfigError, match="grpo.beta=-0.1 must be >= 0"):
+        load_config(None, ["grpo.beta=-0.1"])
 
 
 def test_include_cycle_and_missing_file(tmp_path):
