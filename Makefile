@@ -19,7 +19,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check nemo_r1 launchers tools tests
-	$(VENV)/bin/python -m pytest -q -ra --timeout=1200 tests
+	$(VENV)/bin/python -m pytest -q -ra --timeout=1200 --durations=15 tests
 
 lint: install
 	$(VENV)/bin/ruff check nemo_r1 launchers tools tests

@@ -106,41 +106,38 @@ def three_groups(vocab: int, rewards: list[float], seed: int = 2):
     return build_batch(prompts, comps, rollout_lp, compute_advantages(torch.tensor(rewards), 4), pad_id=0)
 
 
-def grpo_update_skip(hf_dir: str, tp: int, pp: int, skip: bool, rewards: list[float]) -> dict[str, float]:
-    """One GRPO step through `train_on_batch` (the trainer's entry point) with zero-advantage
-    groups skipped or trained; logprobs of the whole batch afterwards."""
+def _train_on(hf_dir: str, overrides: list[str], rewards: list[float], steps: int = 1) -> list[dict[str, float]]:
+    """`steps` GRPO steps through `train_on_batch` (the trainer's entry point) on `three_groups`, from
+    a fresh policy; per step: loss, KL, grad norm, trained fraction, and (last step) the whole batch's
+    logprob sum after the update."""
     from nemo_r1.config import load_config
     from nemo_r1.trainers.grpo import train_on_batch
     from nemo_r1.trainers.megatron_policy import build_policy
 
-    cfg = load_config(None, [f"parallel.tensor={tp}", f"parallel.pipeline={pp}", "optim.lr=1e-3", "train.max_steps=1",
-                             "grpo.loss_type=dapo", "grpo.tis_cap=2.0", "rollout.temperature=1.0",
-                             "grpo.num_generations=4", "train.micro_batch_size=4", "rollout.max_new_tokens=8",
-                             f"grpo.skip_zero_advantage={str(skip).lower()}"])
+    cfg = load_config(None, ["optim.lr=1e-2", "optim.warmup_steps=0", f"train.max_steps={steps}",
+                             "grpo.loss_type=dapo", "rollout.temperature=1.0", "grpo.num_generations=4",
+                             "train.micro_batch_size=4", "rollout.max_new_tokens=8", *overrides])
     policy = build_policy(cfg, hf_dir)
     batch = three_groups(300, rewards)
-    stats = train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
-    lp = policy.logprobs(batch, 4)
-    after = float((lp * batch.mask).sum()) if lp is not None else None
-    return {"loss": stats["loss"], "grad_norm": stats["grad_norm"], "after": after,
-            "trained_frac": stats["trained_frac"]}
-
-
-def grpo_two_steps_kl(hf_dir: str, beta: float) -> list[dict[str, float]]:
-    """Two GRPO steps through `train_on_batch` on the same rollouts, with a KL term of weight beta
-    to the reference model (built by build_policy only when beta > 0)."""
-    from nemo_r1.config import load_config
-    from nemo_r1.trainers.grpo import train_on_batch
-    from nemo_r1.trainers.megatron_policy import build_policy
-
-    cfg = load_config(None, ["optim.lr=1e-2", "optim.warmup_steps=0", "train.max_steps=2", "grpo.loss_type=dapo",
-                             "grpo.tis_cap=null", "rollout.temperature=1.0", "grpo.num_generations=4",
-                             "train.micro_batch_size=4", "rollout.max_new_tokens=8", f"grpo.beta={beta}"])
-    policy = build_policy(cfg, hf_dir)
-    assert (policy.ref_model is not None) == (beta > 0)
-    batch = three_groups(300, [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0])
     out = []
-    for _ in range(2):
+    for _ in range(steps):
         stats = train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
-        out.append({"loss": stats["loss"], "kl": stats.get("kl", 0.0), "grad_norm": stats["grad_norm"]})
+        out.append({"loss": stats["loss"], "kl": stats.get("kl", 0.0), "grad_norm": stats["grad_norm"],
+                    "trained_frac": stats["trained_frac"]})
+    out[-1]["after"] = float((policy.logprobs(batch, 4) * batch.mask).sum())
+    out[-1]["has_ref"] = policy.ref_model is not None
     return out
+
+
+SIGNAL = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]  # group 2: equal rewards
+
+
+def skip_and_kl_cases(hf_dir: str) -> dict[str, list[dict[str, float]]]:
+    """One rank, several fresh policies: zero-advantage skipping on/off/no-signal, and beta 0 vs 0.5."""
+    return {
+        "full": _train_on(hf_dir, ["grpo.skip_zero_advantage=false", "grpo.tis_cap=2.0"], SIGNAL),
+        "skip": _train_on(hf_dir, ["grpo.skip_zero_advantage=true", "grpo.tis_cap=2.0"], SIGNAL),
+        "none": _train_on(hf_dir, ["grpo.skip_zero_advantage=true"], [1.0] * 4 + [0.0] * 8),
+        "beta0": _train_on(hf_dir, ["grpo.beta=0.0", "grpo.tis_cap=null"], SIGNAL, steps=2),
+        "beta": _train_on(hf_dir, ["grpo.beta=0.5", "grpo.tis_cap=null"], SIGNAL, steps=2),
+    }

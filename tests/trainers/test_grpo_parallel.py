@@ -57,42 +57,36 @@ def test_shared_prompt_rows_give_the_same_step(tmp_path):
     assert last and last[0]["after"] == pytest.approx(rows["after"], rel=1e-5)
 
 
-@pytest.mark.multiproc
-def test_skipping_zero_advantage_groups_gives_the_same_step(tmp_path):
-    """Group 2 has equal rewards (advantage 0): skipping its forward/backward leaves the loss, grad
-    norm and updated weights as training all three groups, at TP1 and TP2xPP2."""
-    from grpo_parallel_ranks import grpo_update_skip
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    from grpo_parallel_ranks import skip_and_kl_cases
 
-    hf = str(make_tiny("llama", tmp_path / "llama"))
-    rewards = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0]
-    full = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, False, rewards)[0]
-    skip = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, True, rewards)[0]
-    par = run_on_cpu_ranks(grpo_update_skip, 4, hf, 2, 2, True, rewards)
+    hf = str(make_tiny("llama", tmp_path_factory.mktemp("tiny") / "llama"))
+    return run_on_cpu_ranks(skip_and_kl_cases, 1, hf)[0]
+
+
+@pytest.mark.multiproc
+def test_skipping_zero_advantage_groups_gives_the_same_step(cases):
+    """Group 2 has equal rewards (advantage 0): skipping its forward/backward leaves the loss, grad
+    norm and updated weights as training all three groups. (The choice of groups depends on the
+    batch only, so every rank of a TP x PP replica makes the same one.)"""
+    full, skip = cases["full"][0], cases["skip"][0]
     assert full["trained_frac"] == 1.0 and skip["trained_frac"] == pytest.approx(2 / 3)
     assert full["loss"] != 0.0 and full["grad_norm"] > 0.0
     for key in ("loss", "grad_norm", "after"):
         assert skip[key] == pytest.approx(full[key], rel=1e-5, abs=1e-7), key
-    for r in par:
-        assert r["trained_frac"] == pytest.approx(2 / 3)
-        for key in ("loss", "grad_norm"):
-            assert r[key] == pytest.approx(full[key], rel=1e-5, abs=1e-6), key
-    last = [r for r in par if r["after"] is not None]
-    assert last and last[0]["after"] == pytest.approx(full["after"], rel=1e-5)
     # no group with signal: one (the shortest) still runs, so ranks and the optimizer step as usual
-    none = run_on_cpu_ranks(grpo_update_skip, 1, hf, 1, 1, True, [1.0] * 4 + [0.0] * 8)[0]
+    none = cases["none"][0]
     assert none["trained_frac"] == pytest.approx(1 / 3) and none["loss"] == 0.0 and none["grad_norm"] == 0.0
 
 
 @pytest.mark.multiproc
-def test_beta_adds_the_kl_to_the_reference_model(tmp_path):
-    """beta > 0 builds a frozen reference model (the initial weights). Step 1: the policy is the
-    reference, so KL = 0 and its gradient too (same step as beta = 0). Step 2: the policy moved,
-    KL > 0, and the loss is the beta = 0 loss + beta * KL (dapo, no IS weights)."""
-    from grpo_parallel_ranks import grpo_two_steps_kl
-
-    hf = str(make_tiny("llama", tmp_path / "llama"))
-    plain = run_on_cpu_ranks(grpo_two_steps_kl, 1, hf, 0.0)[0]
-    kl = run_on_cpu_ranks(grpo_two_steps_kl, 1, hf, 0.5)[0]
+def test_beta_adds_the_kl_to_the_reference_model(cases):
+    """beta > 0 builds a frozen reference model (the initial weights); beta = 0 builds none. Step 1:
+    the policy is the reference, so KL = 0 and its gradient too (same step as beta = 0). Step 2: the
+    policy moved, KL > 0, and the loss is the beta = 0 loss + beta * KL (dapo, no IS weights)."""
+    plain, kl = cases["beta0"], cases["beta"]
+    assert kl[-1]["has_ref"] and not plain[-1]["has_ref"]
     assert kl[0]["kl"] < 1e-9 and kl[0]["loss"] == pytest.approx(plain[0]["loss"], abs=1e-7)
     assert kl[0]["grad_norm"] == pytest.approx(plain[0]["grad_norm"], rel=1e-5)
     assert kl[1]["kl"] > 1e-6
