@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grpo" / "demo.yaml"
+from nemo_r1.demo import DEMO_CONFIG
 
 
 def run_ours(args: argparse.Namespace, data: Path, out: Path) -> list[dict]:
@@ -123,10 +123,10 @@ def main() -> None:
     sampler = PromptSampler(len(rows), 0)  # the order our trainer visits: give TRL the same prompts
     order = [sampler.index(i) for i in range(args.prompts * args.steps)]
     if args.task == "demo":
-        from omegaconf import OmegaConf
+        from nemo_r1.config import load_config
 
-        demo = OmegaConf.load(DEMO_CONFIG).data
-        suffix, shots = demo.prompt_suffix, OmegaConf.to_container(demo.few_shot)
+        demo = load_config(DEMO_CONFIG).data  # the same loader (and defaults chain) as our run
+        suffix, shots = demo.prompt_suffix, demo.few_shot
     else:
         suffix, shots = BOXED_SUFFIX, None
     prompts = [render_prompt(problem_messages(rows[i]["problem"], None, suffix, shots), tok) for i in order]

@@ -122,13 +122,17 @@ def build_policy(cfg: Config, hf_dir: str) -> MegatronPolicy:
     from nemo_r1.models.train import setup_training
 
     init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
-    model = build_model(model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor), dtype=cfg.model.dtype)
-    load_hf_weights(model, hf_dir)
-    state = setup_training(model, cfg.optim, total_steps=cfg.train.max_steps, clip_grad=cfg.train.grad_clip)
+    info = model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor)
+
+    def from_hf() -> torch.nn.Module:
+        m = build_model(info, dtype=cfg.model.dtype)
+        load_hf_weights(m, hf_dir)
+        return m
+
+    state = setup_training(from_hf(), cfg.optim, total_steps=cfg.train.max_steps, clip_grad=cfg.train.grad_clip)
     ref = None
     if cfg.grpo.beta > 0:  # the KL anchor: the initial weights, frozen (not checkpointed: rebuilt from hf_dir)
-        ref = build_model(model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor), dtype=cfg.model.dtype)
-        load_hf_weights(ref, hf_dir)
+        ref = from_hf()
         ref.requires_grad_(False)
         ref.eval()
     return MegatronPolicy(state, hf_dir, cfg, ref)
