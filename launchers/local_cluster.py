@@ -5,7 +5,6 @@ states, signals before the time limit, requeue), which no mock reproduces. Debia
 root without systemd; every daemon here gets its own config, sockets, ports and state under one
 temp dir, so the cluster never touches a system-wide Slurm or munge and several can coexist.
 `tools/install_slurm.sh` installs the packages; `tools/slurm_local.py` starts/stops one by hand.
-Recipe: ../shared/notes/slurm-local.md (verified on these machines).
 """
 
 from __future__ import annotations

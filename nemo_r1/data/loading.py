@@ -1,8 +1,9 @@
-"""Read rows from jsonl/json/parquet files or HF dataset names, with errors that name file and line.
+"""Read rows from jsonl/json/parquet files, dataset folders or `hf:` hub sources, with errors that name
+file and line.
 
 Local jsonl/json is read line by line here (not by `datasets`' json builder) so that a broken row
-is reported as `train.jsonl:1234: ...`, non-UTF-8 bytes included; parquet files and hub names go
-through `datasets` (locations are then `file row N`). Every row is checked for the columns its
+is reported as `train.jsonl:1234: ...`, non-UTF-8 bytes included; parquet files, folders and
+`hf:owner/name[:config][@split]` go through `datasets` (cached; locations are then `source row N`). Every row is checked for the columns its
 format needs; a bad row raises `DataError`, or is skipped and counted when `skip_bad_rows` is set.
 """
 
@@ -22,6 +23,7 @@ REQUIRED = {"problem": ("problem", "answer"), "messages": ("messages",), "text":
 CODE_TEST_COLUMNS = ("verification_info", "canonical_solution")
 """A `problem` row with one of these is a code task and needs no `answer`."""
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+HF_PREFIX = "hf:"
 
 
 class DataError(ValueError):
@@ -35,9 +37,15 @@ class Rows:
     skipped: int = 0
     """Bad rows skipped (skip_bad_rows=True)."""
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    decontaminated: int = 0
+    """Rows dropped for sharing a problem with a benchmark (data.decontaminate)."""
 
 
-def _iter_local(path: Path) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+Row = tuple[str, dict[str, Any] | None, str | None]
+"""(location, row or None, error or None): a bad row travels as an error so the caller decides."""
+
+
+def _iter_local(path: Path) -> Iterator[Row]:
     """(location, row or None, error or None) for each row of a local file."""
     if path.suffix == ".parquet":
         import datasets
@@ -73,7 +81,7 @@ def _iter_local(path: Path) -> Iterator[tuple[str, dict[str, Any] | None, str | 
     yield from _iter_lines(path, raw)
 
 
-def _iter_lines(path: Path, raw: bytes) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+def _iter_lines(path: Path, raw: bytes) -> Iterator[Row]:
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue
@@ -94,33 +102,66 @@ def _iter_lines(path: Path, raw: bytes) -> Iterator[tuple[str, dict[str, Any] | 
         yield where, row, None
 
 
-def _iter_hub(name: str, default_split: str) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+def parse_hf_source(source: str) -> tuple[str, str | None, str | None]:
+    """`hf:owner/name[:config][@split]` -> (name, config, split); None where not given."""
+    spec = source[len(HF_PREFIX):]
+    spec, _, split = spec.partition("@")
+    name, _, config = spec.partition(":")
+    if not name or "@" in split or ":" in config:
+        raise DataError(f"data source {source!r}: write hf:owner/name, hf:owner/name:config, "
+                        "hf:owner/name@split or hf:owner/name:config@split")
+    return name, config or None, split or None
+
+
+def _load_dataset(source: str, name: str, config: str | None, split: str) -> Any:
+    """`datasets.load_dataset`, with every failure (offline, unknown repo, bad split) named by source."""
     import datasets
 
-    parts = name.split(":")
-    if len(parts) > 3:
-        raise DataError(f"dataset {name!r}: use `name`, `name:split` or `name:config:split`")
-    repo, config, split = parts[0], (parts[1] if len(parts) == 3 else None), (parts[-1] if len(parts) > 1 else default_split)
     try:
-        ds = datasets.load_dataset(repo, config, split=split)
-    except FileNotFoundError as e:
-        raise DataError(f"dataset {name!r} is neither a local file nor a loadable HF dataset: {e}") from None
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as e:  # noqa: BLE001 -- offline, missing repo, wrong config or split: all one message
+        raise DataError(f"data source {source!r} could not be loaded through `datasets` "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Hub sources need a "
+                        "connected machine (or a datasets cache that already holds them); offline, point "
+                        "data.train at a local .jsonl/.json/.parquet file") from None
+
+
+def _iter_dataset(source: str, name: str, config: str | None, split: str) -> Iterator[Row]:
+    ds = _load_dataset(source, name, config, split)
     for i, row in enumerate(ds):
-        yield f"{repo}[{split}] row {i}", dict(row), None
+        yield f"{source}[{split}] row {i}", dict(row), None
 
 
-def iter_source(source: str, split: str = "train") -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+def resolve_local(source: str) -> Path:
+    """A relative path is looked up from the working directory, then from the checkout's root, so
+    that shipped recipes (`data/gsm8k_train.jsonl`) run from anywhere."""
     path = Path(source).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    from nemo_r1.data.bundled import PROJECT_ROOT
+
+    in_project = PROJECT_ROOT / path
+    return in_project if in_project.exists() else path
+
+
+def iter_source(source: str, split: str = "train") -> Iterator[Row]:
+    """Rows of a local file or folder, or of `hf:owner/name[:config][@split]` through `datasets`."""
+    if source.startswith(HF_PREFIX):
+        name, config, hf_split = parse_hf_source(source)
+        yield from _iter_dataset(source, name, config, hf_split or split)
+        return
+    path = resolve_local(source)
     if path.is_dir():  # a local dataset folder: `datasets` finds its data files and splits
-        yield from _iter_hub(str(path), split)
-    elif path.suffix in _LOCAL_SUFFIXES or path.exists():
-        if not path.exists():
-            raise DataError(f"data file {path} does not exist")
+        yield from _iter_dataset(source, str(path), None, split)
+    elif path.exists():
         if path.suffix not in _LOCAL_SUFFIXES:
             raise DataError(f"data file {path}: unsupported type {path.suffix!r}; use .jsonl, .json or .parquet")
         yield from _iter_local(path)
+    elif path.suffix in _LOCAL_SUFFIXES or "/" not in source or source.startswith((".", "/", "~")):
+        raise DataError(f"data file {path} does not exist")
     else:
-        yield from _iter_hub(source, split)
+        raise DataError(f"data source {source!r} is not a local file or folder; for a Hugging Face hub "
+                        f"dataset write hf:{source}")
 
 
 _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
@@ -163,7 +204,8 @@ def load_rows(source: str, fmt: str = "problem", columns: dict[str, str] | None 
     """Rows of `source` checked for format `fmt`, with `columns` ({target: source}) applied.
 
     For `problem`, a GSM8K-style answer (`rationale #### 72`) becomes `answer: "72"` and
-    `solution: <rationale>`.
+    `solution: <rationale>`; a row with a `solution` but no `answer` (MATH) gets the content of
+    the solution's last `\\boxed{}` as its answer.
     """
     if fmt not in REQUIRED:
         raise DataError(f"unknown data format {fmt!r}; use one of {list(REQUIRED)}")
@@ -180,6 +222,12 @@ def load_rows(source: str, fmt: str = "problem", columns: dict[str, str] | None 
                     error = "answer has `####` but no value after it"
                 else:
                     row["solution"], row["answer"] = row["answer"].split("####")[0].strip(), final
+            elif fmt == "problem" and row.get("answer") is None and isinstance(row.get("solution"), str):
+                from nemo_r1.rewards.extract import last_boxed  # the reward's own reading of \boxed{}
+
+                boxed = last_boxed(row["solution"])  # MATH rows: the gold is the solution's last \boxed{}
+                if boxed is not None:
+                    row["answer"] = boxed[0]
             error = error or _check_row(row, fmt)
         if error:
             if not skip_bad_rows:

@@ -1,4 +1,4 @@
-"""Benchmark registry and problem loading from the bundled data (nothing is downloaded).
+"""Problems of the bundled benchmarks (registry in `nemo_r1.data.bundled`; nothing is downloaded).
 
 A benchmark is a local jsonl file plus the names of its columns; `--data FILE` builds the same
 thing from any jsonl with a column mapping. Every problem gets a stable string id (the file's
@@ -7,47 +7,17 @@ thing from any jsonl with a column mapping. Every problem gets a stable string i
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nemo_r1.data.bundled import BENCHMARKS, Benchmark, data_dir, read_jsonl
+from nemo_r1.data.loading import DataError
 
 CODE_INSTRUCTION = (
     "Write a Python function that solves the task below and passes the example test. "
     "Return only the code in a single ```python code block."
 )
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    """Where a benchmark's rows live and which columns hold what."""
-
-    name: str
-    file: str
-    """jsonl path, relative to the data dir unless absolute."""
-    kind: str = "math"
-    """`math` (math-verify against `answer`) or `code` (MBPP+ tests in the sandbox)."""
-    problem_key: str = "problem"
-    answer_key: str = "answer"
-    id_key: str | None = "id"
-    gsm8k_answer: bool = False
-    """Gold is the number after `####` (GSM8K keeps a worked rationale before it)."""
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in [
-        Benchmark("math500", "math500.jsonl"),
-        Benchmark("aime24", "aime24.jsonl"),
-        Benchmark("amc23", "amc23.jsonl"),
-        Benchmark("gsm8k", "gsm8k_test.jsonl", problem_key="question", id_key=None, gsm8k_answer=True),
-        Benchmark("minerva", "minerva.jsonl"),
-        Benchmark("olympiadbench", "olympiadbench.jsonl"),
-        Benchmark("mbppplus", "mbppplus.jsonl", kind="code", problem_key="prompt", answer_key="",
-                  id_key="task_id"),
-    ]
-}
 
 
 @dataclass
@@ -60,23 +30,6 @@ class Problem:
     """Gold final answer (math) or None when the row has none; code rows carry tests in `row`."""
     row: dict[str, Any] = field(default_factory=dict)
     """The raw row, for scorers that need more columns (MBPP+ inputs, entry point)."""
-
-
-class DataError(ValueError):
-    """A benchmark file or row that cannot be used; the message names file, line and fix."""
-
-
-def data_dir() -> Path:
-    """The bundled data: $NEMO_R1_DATA, else `shared/data` next to the repository checkout."""
-    env = os.environ.get("NEMO_R1_DATA")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[2]
-    for cand in (repo.parent / "shared" / "data", repo / "shared" / "data"):
-        if cand.is_dir():
-            return cand
-    raise DataError(f"benchmark data not found: looked for {repo.parent / 'shared' / 'data'}; "
-                    "set NEMO_R1_DATA=/path/to/data (the folder with math500.jsonl, ...)")
 
 
 def gsm8k_gold(answer: str) -> str | None:
@@ -95,29 +48,6 @@ def get_benchmark(name: str) -> Benchmark:
         raise DataError(f"unknown benchmark {name!r}{hint} (known: {', '.join(BENCHMARKS)}); "
                         "or pass --data FILE.jsonl")
     return BENCHMARKS[name]
-
-
-def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs of a jsonl file; a broken line is an error naming file and line.
-
-    Hand-written rather than `datasets.load_dataset("json")` so that a bad row reports its line
-    number and nothing is written to the datasets cache for a few hundred rows.
-    """
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); one object per line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append((lineno, row))
-    return rows
 
 
 def load_problems(bench: Benchmark, limit: int | None = None, root: Path | None = None) -> list[Problem]:

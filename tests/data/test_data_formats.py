@@ -27,7 +27,7 @@ def tok():
 
 
 def test_problem_prompt_with_model_template(tok):
-    cfg = DataConfig(train="/work/shared/data/math500.jsonl", max_samples=3)
+    cfg = DataConfig(train="data/math500.jsonl", max_samples=3)
     ex = load_examples(cfg, tok).examples
     assert len(ex) == 3 and ex[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
     p = ex[0]["prompt"]

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from nemo_r1.data import DataConfig, DataError, gsm8k_final_answer, load_rows
+from nemo_r1.data.bundled import data_dir
 
-SHARED = Path("/work/shared/data")
+SHARED = data_dir()
 
 
 def write_jsonl(path: Path, rows: list, raw_lines: dict[int, bytes] | None = None) -> Path:
@@ -96,5 +97,5 @@ def test_missing_file_and_config_checks(tmp_path):
 
 
 def test_code_problems_need_tests_not_answers():
-    rows = load_rows("/work/shared/data/mbppplus.jsonl", "problem", {"problem": "prompt"}).rows
+    rows = load_rows(str(SHARED / "mbppplus.jsonl"), "problem", {"problem": "prompt"}).rows
     assert len(rows) == 378 and "answer" not in rows[0] and rows[0]["entry_point"] == "similar_elements"

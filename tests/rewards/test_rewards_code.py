@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from nemo_r1.data.bundled import data_dir
 from nemo_r1.rewards import get_reward
 from nemo_r1.rewards.code import extract_code
 from nemo_r1.rewards.code_harness import decode, encode_value, outputs_match, stdout_matches
@@ -110,7 +111,7 @@ def test_mbpp_inputs_follow_the_prompt_example_types():
 
 
 def test_mbpp_rows_directly_as_columns():
-    rows = [json.loads(line) for line in open("/work/shared/data/mbppplus.jsonl")][:3]
+    rows = [json.loads(line) for line in open(data_dir() / "mbppplus.jsonl", encoding="utf-8")][:3]
     cols = {k: [r[k] for r in rows] for k in rows[0]}
     canon = [block(r["canonical_solution"]) for r in rows]
     assert code_fast(canon, **cols) == [1.0, 1.0, 1.0]
@@ -122,7 +123,7 @@ def test_mbpp_through_the_data_layer():
     # rows as the trainer passes them: problem format, `problem` mapped from MBPP's prompt
     from nemo_r1.data import DataConfig, load_examples
 
-    cfg = DataConfig(train="/work/shared/data/mbppplus.jsonl", columns={"problem": "prompt"})
+    cfg = DataConfig(train="data/mbppplus.jsonl", columns={"problem": "prompt"})
     ex = [e for e in load_examples(cfg, None).examples if e["task_id"] in ("Mbpp/106", "Mbpp/720")]
     cols = {k: [e[k] for e in ex] for k in ex[0]}
     assert code_fast([block(e["canonical_solution"]) for e in ex], **cols) == [1.0, 1.0]  # tuple inputs restored

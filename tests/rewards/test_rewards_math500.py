@@ -13,9 +13,10 @@ import json
 import pytest
 from math_verify import parse, verify
 
+from nemo_r1.data.bundled import data_dir
 from nemo_r1.rewards import get_reward
 
-GOLDS = [json.loads(line)["answer"] for line in open("/work/shared/data/math500.jsonl", encoding="utf-8")]
+GOLDS = [json.loads(line)["answer"] for line in open(data_dir() / "math500.jsonl", encoding="utf-8")]
 OFFSETS = (1, 7, 50)
 # Direct math-verify's timeouts are wall-clock alarms; generous ones keep a busy CI machine from
 # turning slow-but-equal answers into 0 on the reference side.

@@ -13,12 +13,13 @@ import os
 
 import pytest
 
+from nemo_r1.data.bundled import data_dir
 from nemo_r1.rewards import get_reward
 from nemo_r1.rewards.mbpp import ReferenceLimits, function_call_info
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="runs 378 programs; needs the namespace sandbox (root)")]
-ROWS = [json.loads(line) for line in open("/work/shared/data/mbppplus.jsonl", encoding="utf-8")]
+ROWS = [json.loads(line) for line in open(data_dir() / "mbppplus.jsonl", encoding="utf-8")]
 
 
 @pytest.fixture(scope="module")
