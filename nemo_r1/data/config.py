@@ -1,4 +1,4 @@
-"""Data settings, one small dataclass the lead composes into the config tree as `data`."""
+"""Data settings, one small dataclass the config tree composes as its `data` section."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ FORMATS = ("problem", "messages", "text")
 @dataclass
 class DataConfig:
     train: str = ""
-    """jsonl/json/parquet path, or an HF dataset name: `name`, `name:split` or `name:config:split`."""
+    """jsonl/json/parquet file or dataset folder (relative paths: the working directory, then the
+    checkout), or a hub dataset `hf:owner/name[:config][@split]` (needs a connected machine or a
+    datasets cache that holds it)."""
     eval: str = ""
     """Optional held-out set in the same format."""
     split: str = "train"
-    """Split of an HF dataset name when the name does not carry one."""
+    """Split of an `hf:` source or dataset folder when the source does not name one."""
     format: str = "problem"
     """`problem` (prompt + gold answer), `messages` (chat SFT), or `text` (plain LM)."""
     columns: dict[str, str] = field(default_factory=dict)
@@ -34,9 +36,16 @@ class DataConfig:
     """Skip and count malformed rows instead of failing on the first one."""
     max_samples: int | None = None
     """Use only the first N good rows."""
+    decontaminate: list[str] = field(default_factory=list)
+    """Benchmarks whose problems must not be trained on: training rows sharing one (exact, or any
+    8-gram of words) are dropped and counted. `all` = every bundled benchmark."""
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"data.format={self.format!r} is not one of {list(FORMATS)}")
+        if self.decontaminate:
+            from nemo_r1.data.decontam import resolve_benchmarks
+
+            resolve_benchmarks(self.decontaminate)  # an unknown name fails here, naming the key
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"data.max_samples must be >= 1 or null, got {self.max_samples}")

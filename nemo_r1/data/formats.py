@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemo_r1.data.config import DataConfig
+from nemo_r1.data.decontam import decontaminate_rows
 from nemo_r1.data.loading import Rows, load_rows
 from nemo_r1.data.templates import problem_messages, render_prompt, resolve_chat_template
 
@@ -96,4 +97,6 @@ def load_examples(cfg: DataConfig, tokenizer: Any | None = None, which: str = "t
     if not source:
         raise ValueError(f"data.{which} is empty; set it to a .jsonl/.json/.parquet path or an HF dataset name")
     rows = load_rows(source, cfg.format, cfg.columns, cfg.split, cfg.skip_bad_rows, cfg.max_samples)
+    if which == "train" and cfg.decontaminate:
+        rows = decontaminate_rows(rows, cfg.decontaminate)
     return build_examples(rows, cfg, tokenizer, max_len)
