@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test lint bench clean-venv
+.PHONY: install slurm demo test lint bench clean-venv
 
 install: $(STAMP)
 
@@ -17,7 +17,12 @@ $(STAMP): pyproject.toml tools/install_venv.sh
 demo: install
 	$(VENV)/bin/nemo-r1 demo
 
-test: install
+# The launcher tests run a real Slurm cluster on this host. Checked first: as root it is installed
+# (once, idempotent); without the rights to install, this stops in a second with the command to run.
+slurm:
+	bash tools/install_slurm.sh
+
+test: slurm install
 	$(VENV)/bin/ruff check nemo_r1 launchers tools tests
 	$(VENV)/bin/python -m pytest -q -ra --timeout=1200 --durations=15 tests
 
