@@ -209,6 +209,6 @@ def launch_cli(argv: list[str]) -> int:
 
 
 def launch_main(args: argparse.Namespace | list[str]) -> int:
-    """Handler of the lead CLI: its namespace carries the raw argv after `launch` in `rest`."""
+    """Handler of `nemo-r1 launch`: its namespace carries the raw argv after `launch` in `rest`."""
     argv = list(args.rest) if isinstance(args, argparse.Namespace) else list(args)
     return launch_cli(argv)

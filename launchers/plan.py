@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def plan_main(args: argparse.Namespace | list[str]) -> int:
-    """Handler of `nemo-r1 plan` (the lead CLI passes a namespace whose `rest` is the raw argv)."""
+    """Handler of `nemo-r1 plan` (the top-level CLI passes a namespace whose `rest` is the raw argv)."""
     argv = list(args.rest) if isinstance(args, argparse.Namespace) else list(args)
     ns = build_parser().parse_args(argv)
     seq_len, mbs, rollout_seqs, model_cfg = 4096, 1, 0, ns.model_config

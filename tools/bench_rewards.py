@@ -6,7 +6,7 @@ Completions are MATH-500 gold answers boxed inside some filler text, half of the
 their own gold and half with another problem's, so both the equal and the unequal paths of
 math-verify are timed. The pool is started (and its imports done) before timing, as in a trainer
 where it lives across steps; its cold start is reported separately. Scores must be identical
-(math-verify's wall-clock timeouts are the only way they can differ, on a badly overloaded machine).
+(math-verify's wall-clock timeouts are the only way they can differ, under heavy CPU contention).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  pool x{args.workers:<5}: {t_pool:8.2f} s  ({args.n / t_pool:7.0f} items/s)   cold start {cold:.2f} s")
     print(f"  ratio (one process / pool) = {t_one / t_pool:.2f}x on {os.cpu_count()} CPU cores, "
           f"load average {os.getloadavg()[0]:.1f}")
-    if differ:  # only math-verify's wall-clock timeouts can make them differ (a loaded machine)
+    if differ:  # only math-verify's wall-clock timeouts can make them differ (CPU contention)
         print(f"  {differ} scores differ between the two runs (math-verify timeouts)", file=sys.stderr)
     return 1 if differ else 0
 

@@ -1,4 +1,4 @@
-"""`nemo-r1 eval ...`: flags -> `evaluate()` (or the lighteval bridge). `main(args)` gets the lead
+"""`nemo-r1 eval ...`: flags -> `evaluate()` (or the lighteval bridge). `main(args)` gets the top-level
 CLI's namespace whose `rest` is the raw argv after `eval`; `main(["--model", ...])` also works."""
 
 from __future__ import annotations

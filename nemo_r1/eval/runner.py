@@ -92,8 +92,8 @@ def resolve_model(model: str, out_dir: Path) -> str:
         from nemo_r1.models.checkpoint import META_FILE, latest_checkpoint
         from nemo_r1.models.convert import convert_mcore_to_hf
     except ImportError as e:
-        raise RuntimeError(f"--model {model} is not an HF dir, and Megatron checkpoints need nemo_r1.models "
-                           f"(issue 4), which is not importable: {e}") from None
+        raise RuntimeError(f"--model {model} is not an HF dir, and Megatron checkpoints need nemo_r1.models, "
+                           f"which is not importable: {e}") from None
     ckpt = p if (p / META_FILE).exists() else latest_checkpoint(p)
     if ckpt is None:
         raise DataError(f"--model {model}: neither an HF dir (config.json) nor a Megatron checkpoint "

@@ -140,7 +140,7 @@ def encode_value(x: Any, depth: int = 0) -> Any:
 
 def function_call_program(code: str, entry_point: str, inputs: list[Any], limits_s: list[float]) -> tuple[Program, str]:
     """A harness program calling `entry_point` on every (tagged-JSON) input with a per-input CPU-time
-    limit (CPU, not wall: a busy machine must not turn a correct solution into a timeout), and its
+    limit (CPU, not wall: CPU contention must not turn a correct solution into a timeout), and its
     result marker."""
     mark = f"@@nemo-r1-{secrets.token_hex(8)}@@"
     stdin = json.dumps({"inputs": inputs, "limits": limits_s})

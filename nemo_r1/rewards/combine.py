@@ -14,7 +14,7 @@ _NEEDS_CORRECT = ("cosine", "length")
 
 @dataclass
 class RewardSpec:
-    """One entry of the `rewards:` config list (the lead's config tree uses the same three fields)."""
+    """One entry of the `rewards:` config list (the config tree's `rewards` section uses the same three fields)."""
 
     name: str = "accuracy"
     """A registered reward name (see `nemo_r1.rewards.REWARDS`)."""

@@ -1,7 +1,7 @@
 """Startup rendezvous check over a real TCPStore on localhost (no cluster needed).
 
 Ranks are threads of this process: the store, sockets and timeouts are the real ones, and threads
-spare each rank a torch import (seconds on the shared CI cores)."""
+spare each rank a torch import (seconds each on 2 cores)."""
 
 from __future__ import annotations
 

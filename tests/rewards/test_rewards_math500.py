@@ -18,7 +18,7 @@ from nemo_r1.rewards import get_reward
 
 GOLDS = [json.loads(line)["answer"] for line in open(data_dir() / "math500.jsonl", encoding="utf-8")]
 OFFSETS = (1, 7, 50)
-# Direct math-verify's timeouts are wall-clock alarms; generous ones keep a busy CI machine from
+# Direct math-verify's timeouts are wall-clock alarms; generous ones keep CPU contention from
 # turning slow-but-equal answers into 0 on the reference side.
 T = 20
 # Different strings that are the same answer (explained in docs/rewards.md).

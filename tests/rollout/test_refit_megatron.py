@@ -1,4 +1,4 @@
-"""Issue 6's acceptance test: a tiny Llama trained one step with Megatron at TP2 x PP2 (4 gloo
+"""Refit end to end: a tiny Llama trained one step with Megatron at TP2 x PP2 (4 gloo
 ranks, CPU, fp32), refit into the replica leader's vLLM engine from the TP/PP shards, after which
 vLLM's logprobs of fixed sequences equal Megatron's; before the refit they differ.
 
