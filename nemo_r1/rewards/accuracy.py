@@ -1,7 +1,9 @@
 """`accuracy`: math-verify equivalence of the completion's final answer with the gold answer.
 
-Batches are scored in a spawned process pool; a script that calls it at import time needs the
-usual `if __name__ == "__main__":` guard of multiprocessing's spawn start method.
+Batches are scored in a spawned process pool. A script that scores at top level (no
+`if __name__ == "__main__":` guard) makes the pool's workers die at start-up; this is detected at
+once and the batch is scored in the calling process instead (one warning), or, off the main
+thread, where the CPU-time budget cannot work, it raises an error that names the fix.
 
 Three bugs seen in open-r1/TRL reward code are ruled out here and pinned by tests:
 - argument order: math-verify's `verify(gold, target)` is not symmetric (an interval gold against
@@ -22,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from nemo_r1.rewards.extract import extract_final_answer
-from nemo_r1.rewards.pool import TIMED_OUT, default_workers, shared_pool
+from nemo_r1.rewards.pool import TIMED_OUT, PoolStartupError, default_workers, shared_pool
 from nemo_r1.rewards.registry import Scores, require_column
 
 log = logging.getLogger(__name__)
@@ -62,9 +64,9 @@ def _on_cpu_alarm(signum: int, frame: Any) -> None:
 def _cpu_limit(seconds: float) -> Iterator[None]:
     """Raise _CpuTimeout after `seconds` of this process's CPU time.
 
-    Why CPU time and not math-verify's own timeouts: those are wall-clock `signal.alarm`s, and on a
-    busy machine (measured here at load 23 on 2 cores) they fire on easy inputs, so correct answers
-    score 0 and good golds look unparseable. They are disabled (timeout 0) and this replaces them.
+    Why CPU time and not math-verify's own timeouts: those are wall-clock `signal.alarm`s, which
+    are not reliable under CPU contention (they fire on easy inputs, so correct answers score 0 and
+    good golds look unparseable); CPU time is. They are disabled (timeout 0) and this replaces them.
     """
     old = signal.signal(signal.SIGPROF, _on_cpu_alarm)
     signal.setitimer(signal.ITIMER_PROF, seconds)
@@ -132,20 +134,46 @@ def _warn_bad_gold(gold: str) -> None:
                 "(check the `answer` column mapping)", gold[:200])
 
 
+_fallback_warned = False
+
+
+def _warm_up() -> None:
+    """Run once in each pool worker before it takes items: math-verify's lazy imports and first
+    parse are slow, and must not count against the first item's wall limit."""
+    score_one(("\\boxed{\\frac{1}{2}}", "0.5", 60.0))
+
+
+def _score_in_pool(items: list[tuple[str, str, float]], workers: int, hard_timeout_s: float,
+                   main_thread: bool) -> list[Any]:
+    """Pool scoring; if the workers cannot start, score here (main thread) or raise, never None."""
+    global _fallback_warned
+    try:
+        return shared_pool(workers, hard_timeout_s, ("math_verify",), _warm_up).map(score_one, items)
+    except PoolStartupError as e:
+        if not main_thread:
+            raise RuntimeError(f"accuracy: {e}. Scoring in this process instead needs the main thread "
+                               "(the CPU-time budget is a signal handler): add that guard, or call "
+                               "the reward from the main thread") from None
+        if not _fallback_warned:
+            _fallback_warned = True
+            log.warning("accuracy: %s. Scoring in this process instead (slower, and no hard wall "
+                        "limit per item; only the CPU-time budget).", e)
+        return [score_one(it) for it in items]
+
+
 def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Scores:
     """1.0 if the last \\boxed{}/<answer> equals the `answer` column under math-verify, else 0.0; None if the gold does not parse."""
     golds = require_column("accuracy", columns, "answer")
     items = [(c, "" if g is None else str(g), p.cpu_timeout_s) for c, g in zip(completions, golds, strict=True)]
     workers = default_workers() if p.workers is None else p.workers
-    in_process = workers == 0 or (len(items) < p.min_pool_batch
-                                  and threading.current_thread() is threading.main_thread())
-    if in_process:
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("accuracy(workers=0) needs the main thread (math-verify uses signal.alarm); "
-                               "use workers >= 1 from other threads")
+    main_thread = threading.current_thread() is threading.main_thread()
+    if workers == 0 and not main_thread:
+        raise RuntimeError("accuracy(workers=0) needs the main thread (its CPU-time budget is a signal); "
+                           "use workers >= 1 from other threads")
+    if workers == 0 or (len(items) < p.min_pool_batch and main_thread):
         results = [score_one(it) for it in items]
     else:
-        results = shared_pool(max(workers, 1), p.hard_timeout_s, ("math_verify",)).map(score_one, items)
+        results = _score_in_pool(items, workers, p.hard_timeout_s, main_thread)
     scores: Scores = []
     for (_, gold, _), res in zip(items, results, strict=True):
         if res is TIMED_OUT:
