@@ -2,8 +2,8 @@
 
 Each gold, boxed in a completion, must score 1.0 against itself; against other problems' golds
 (three fixed offsets, 1,500 pairs) it must score 0.0 except for true equivalents. Every score is
-also compared with a direct `verify(parse(gold), parse(completion))`. The full 500 x 499 matrix
-was run once offline; its result and an explanation of each equivalent pair are in docs/rewards.md.
+also compared with a direct `verify(parse(gold), parse(completion))`; docs/rewards.md explains the
+equivalent pairs found.
 """
 
 from __future__ import annotations
