@@ -1,4 +1,5 @@
-"""Sandbox bootstrap: runs ONE untrusted Python program; executed as `python -I -S _boot.py JOB`.
+"""Sandbox bootstrap: runs ONE untrusted Python program; executed as `python -I -S _boot.py JOB`
+(`python -I _boot.py --install-dirs` prints where an interpreter's install lives, see runner.py).
 
 Trusted code, standard library only (it starts with -S, before site-packages). Why a separate
 script rather than `preexec_fn`: preexec_fn is unsafe in a threaded parent (a trainer), cannot run
@@ -18,6 +19,8 @@ has no interfaces (connect() gives "Network is unreachable"); /proc shows only t
 rlimits, a temp cwd, a cleared environment and a Python-level socket block. See docs/rewards.md.
 """
 
+from __future__ import annotations
+
 import ctypes
 import marshal
 import os
@@ -27,7 +30,9 @@ import sys
 
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
-MS_REC, MS_PRIVATE = 16384, 1 << 18
+MS_REC, MS_PRIVATE, MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME = 16384, 1 << 18, 1024, 2048, 1 << 21, 1 << 24
+KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+              (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME))
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 TMPFS_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 SOCKET_GUARD = (
@@ -72,6 +77,14 @@ def _exec_program(job: dict, path: str) -> None:
     os.execve(job["program_python"], [job["program_python"], *job["python_flags"], path], job["env"])
 
 
+def _kept_flags(path: str) -> int:
+    """Flags of the mount at `path` that a bind remount must repeat: the kernel refuses to clear
+    locked ones (nosuid, nodev, noexec, atime) inside a container, and we never want them cleared."""
+    f = os.statvfs(path).f_flag
+    atime = 0 if f & (os.ST_NOATIME | os.ST_RELATIME) else MS_STRICTATIME  # else the kernel picks relatime
+    return sum(ms for st, ms in KEPT_FLAGS if f & st) | atime
+
+
 def _remount_all_readonly() -> None:
     """Make every host mount read-only inside the namespace, so the only writable places are the
     private tmpfs mounts made afterwards (world-writable host dirs included)."""
@@ -82,42 +95,52 @@ def _remount_all_readonly() -> None:
             if point != "/proc" and not point.startswith("/proc/"):
                 points.append(point)
     for point in points:
-        st = os.statvfs(point) if os.path.exists(point) else None
-        if st is None:
+        if not os.path.exists(point):
             continue
-        keep = (MS_NOSUID if st.f_flag & os.ST_NOSUID else 0) | (MS_NODEV if st.f_flag & os.ST_NODEV else 0) \
-            | (MS_NOEXEC if st.f_flag & os.ST_NOEXEC else 0)
         try:
-            _mount("none", point, "", MS_BIND | MS_REMOUNT | MS_RDONLY | keep, None)
+            _mount("none", point, "", MS_BIND | MS_REMOUNT | MS_RDONLY | _kept_flags(point), None)
         except OSError:
             pass  # a mount we cannot remount (e.g. shadowed): its own permissions still apply
 
 
-def _hide_and_expose(hide: list[str], expose: list[str]) -> None:
-    """Cover `hide` (and any dir the sandbox uid could not traverse on the way to `expose`) with an
-    empty tmpfs, then bind the `expose` dirs (the Python install) back read-only at their own paths.
+def _under(path: str, top: str) -> bool:
+    return path.startswith(top.rstrip("/") + "/")
 
-    Why: the interpreter may live under a 0700 home (pyenv in /root), which the sandbox uid cannot
-    enter; re-binding just the install makes it runnable without exposing the rest of that home.
+
+def _cover_and_expose(hide: list[str], expose: list[str], tmpfs_mb: int) -> None:
+    """Cover `hide`, the private tmpfs dirs (/tmp, ...) and any dir the sandbox uid could not
+    traverse on the way to `expose` with empty tmpfs mounts, then bind the `expose` dirs (the
+    interpreter's install) back read-only at their own paths.
+
+    Why: the interpreter may live in a 0700 home (pyenv in /root), or in a venv under /tmp, which
+    the private /tmp would otherwise hide; re-binding just the install keeps it runnable without
+    showing the rest of that home or the host's /tmp. Handles are opened before anything is
+    covered, so the binds come from the host's view.
     """
-    expose = [p for p in expose if os.path.isdir(p)]
+    expose = sorted(p for p in expose if os.path.isdir(p))
     fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in expose}
-    covers = {h for h in hide if os.path.isdir(h) and not os.path.islink(h)}
+    covers = {d: f"size={tmpfs_mb}m,mode=1777" for d in TMPFS_DIRS if os.path.isdir(d) and not os.path.islink(d)}
+    for h in hide:
+        if os.path.isdir(h) and not os.path.islink(h):
+            covers.setdefault(h, "size=1m,mode=0755")
     for p in expose:
         parts = p.strip("/").split("/")
         for i in range(1, len(parts) + 1):
             anc = "/" + "/".join(parts[:i])
             if not os.stat(anc).st_mode & 0o001:
-                covers.add(anc)
+                covers.setdefault(anc, "size=1m,mode=0755")
                 break
-    covers = {h for h in covers if not any(h.startswith(o + "/") for o in covers)}
-    for h in sorted(covers):
-        _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    for p in expose:
-        if any(p == h or p.startswith(h + "/") for h in covers):
+    tops = sorted(h for h in covers if not any(_under(h, o) for o in covers))
+    for h in tops:
+        _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, covers[h])
+    bound: list[str] = []
+    for p in expose:  # sorted: a dir comes before the dirs inside it, which its bind already brings
+        # Only strictly inside a cover: binding a cover itself (say /tmp) would undo it.
+        if any(_under(p, h) for h in tops) and not any(p == b or _under(p, b) for b in bound):
             os.makedirs(p, 0o755, exist_ok=True)
             _mount(f"/proc/self/fd/{fds[p]}", p, "", MS_BIND | MS_REC, None)
-            _mount("none", p, "", MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+            _mount("none", p, "", MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | _kept_flags(p), None)
+            bound.append(p)
     for fd in fds.values():
         os.close(fd)
 
@@ -127,10 +150,7 @@ def _init(job: dict, status_w: int) -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     _remount_all_readonly()
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    _hide_and_expose(job["hide"], job["expose"])
-    for d in TMPFS_DIRS:
-        if os.path.isdir(d) and not os.path.islink(d):
-            _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={job['limits']['tmpfs_mb']}m,mode=1777")
+    _cover_and_expose(job["hide"], job["expose"], job["limits"]["tmpfs_mb"])
     os.makedirs("/tmp/prog", mode=0o755)
     with open("/tmp/prog/main.py", "w", encoding="utf-8") as f:
         f.write(job["code"])
@@ -302,7 +322,25 @@ def _wait_with_deadline(pid: int, wall_s: float, kill, holder: dict | None = Non
     return timed_out
 
 
+def install_dirs() -> list[str]:
+    """Where this interpreter's install lives (venv and base prefixes, stdlib, site-packages,
+    LIBDIR): what the sandbox must bind back when its private mounts cover them. Needs `site` to
+    have run (without it a venv reports its base prefix), hence `python -I _boot.py --install-dirs`."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    return [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            *(paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")),
+            sysconfig.get_config_var("LIBDIR") or "", *site.getsitepackages()]
+
+
 def main() -> None:
+    if sys.argv[1] == "--install-dirs":
+        import json
+
+        print(json.dumps(install_dirs()))
+        return
     with open(sys.argv[1], "rb") as f:
         job = marshal.load(f)  # written by our parent; marshal because json's import costs ~8 ms
     # Opened before the namespace mounts hide the job dir (it lives under the host's /tmp).

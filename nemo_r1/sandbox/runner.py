@@ -8,6 +8,8 @@ only the first `output_bytes` are read back.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import marshal
 import os
@@ -21,6 +23,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from nemo_r1.sandbox._boot import install_dirs
 
 log = logging.getLogger(__name__)
 BOOT = Path(__file__).with_name("_boot.py")
@@ -53,7 +57,8 @@ class SandboxLimits:
     """Namespaces mode runs slot i as uid/gid uid_base + i: far from real users, so RLIMIT_NPROC
     (counted per uid; not enforced for root) caps each program alone and no host file is theirs."""
     python: str | None = None
-    """Interpreter for the programs; None = this one (its install dirs are exposed to the sandbox)."""
+    """Interpreter for the programs; None = this one. Wherever it lives (/tmp, /home, /root, a
+    read-only mount), its install is bound back read-only where the sandbox's private mounts cover it."""
     hide_paths: tuple[str, ...] = ("/root", "/home")
     """Covered with an empty tmpfs in namespaces mode (the Python install is re-exposed read-only)."""
     isolation: str = "auto"
@@ -108,16 +113,45 @@ def _program_command(python: str | None) -> tuple[str, list[str], dict[str, str]
         import site
 
         env["PYTHONPATH"] = os.pathsep.join(site.getsitepackages())
-        return sys.executable, ["-S"], env
-    return python, ["-s"], env
+        return _exec_path(sys.executable), ["-S"], env
+    return _exec_path(python), ["-s"], env
 
 
-def _python_dirs(python: str | None) -> list[str]:
-    """Directories the interpreter needs: the venv and the base installation, as real paths."""
-    if python is not None:
-        return [os.path.dirname(os.path.dirname(os.path.realpath(python)))]
-    dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    return sorted(dirs)
+def _exec_path(python: str) -> str:
+    """The interpreter path with its directory resolved but its name kept: a symlinked dir on the way
+    (say /home/u/proj -> /data/proj) may be hidden in the sandbox, while a venv's `bin/python` link
+    must stay a link for Python to find its pyvenv.cfg."""
+    python = os.path.abspath(python)
+    return os.path.join(os.path.realpath(os.path.dirname(python)), os.path.basename(python))
+
+
+@functools.lru_cache(maxsize=16)
+def _python_dirs(python: str | None) -> tuple[str, ...]:
+    """Directories the interpreter needs, as real paths: every directory on its symlink chain, the
+    venv and base prefixes, the stdlib, site-packages and LIBDIR. The sandbox binds those of them
+    that its private mounts cover (/tmp, /root, /home) back in, read-only.
+
+    Another interpreter is asked once (it is the operator's configuration, run here unsandboxed):
+    only it knows its base install (a `--copies` venv, a relocated stdlib)."""
+    if python is None:
+        exe, dirs = sys.executable, install_dirs()
+    else:
+        exe = python
+        try:
+            out = subprocess.run([python, "-I", str(BOOT), "--install-dirs"], capture_output=True, text=True,
+                                 timeout=60, env={}, check=True).stdout
+            dirs = json.loads(out)
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            log.warning("sandbox: could not ask %s for its install dirs (%s); using its path only", python, e)
+            dirs = [os.path.dirname(os.path.dirname(os.path.abspath(python)))]
+    link = os.path.abspath(exe)
+    for _ in range(40):  # each hop of the symlink chain (venv bin/python -> base bin/python3.11)
+        dirs.append(os.path.dirname(link))
+        if not os.path.islink(link):
+            break
+        link = os.path.join(os.path.dirname(link), os.readlink(link))
+    dirs.append(os.path.dirname(os.path.dirname(os.path.realpath(exe))))
+    return tuple(sorted({os.path.realpath(d) for d in dirs if d}))
 
 
 _mode_lock = threading.Lock()
@@ -235,7 +269,7 @@ def _start(index: int, programs: list[Program], slot: int, limits: SandboxLimits
     limits_d = asdict(limits) | {"wall_s": float(limits.wall_s), "hide_paths": list(limits.hide_paths)}
     python, flags, env = _program_command(limits.python)
     job = {"code": prog.code, "mode": mode, "program_python": python, "python_flags": flags, "env": env, "dir": str(d),
-           "hide": list(limits.hide_paths), "expose": _python_dirs(limits.python),
+           "hide": list(limits.hide_paths), "expose": list(_python_dirs(limits.python)) if mode == "namespaces" else [],
            "uid": limits.uid_base + slot, "gid": limits.uid_base + slot, "limits": limits_d}
     (d / "job").write_bytes(marshal.dumps(job))
     (d / "stdin").write_text(prog.stdin, encoding="utf-8")

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import venv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +22,7 @@ from nemo_r1.sandbox import Program, SandboxLimits, isolation_mode, run_program,
 REPO = Path(__file__).resolve().parents[2]
 FAST = SandboxLimits(cpu_s=1, wall_s=10, nproc=16, memory_mb=512, max_parallel=2)
 SLACK_S = 8.0
-"""Start-up allowance on top of a wall limit: this 2-core CI machine may be shared and busy."""
+"""Start-up allowance on top of a wall limit (process start, namespace setup, reaping)."""
 SLOT_UIDS = range(FAST.uid_base, FAST.uid_base + 64)
 
 needs_namespaces = pytest.mark.skipif(
@@ -40,8 +46,8 @@ def _sandbox_processes() -> list[int]:
 
 
 def _host_state() -> tuple:
-    """Host mounts, and /tmp, /var/tmp, /dev/shm entries owned by a sandbox uid (other users of this
-    shared machine create files there too, so only sandbox-owned ones are compared)."""
+    """Host mounts, and /tmp, /var/tmp, /dev/shm entries owned by a sandbox uid (other processes
+    create files there too, so only sandbox-owned ones are compared)."""
     mounts = Path("/proc/self/mountinfo").read_text()
     owned = []
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
@@ -105,7 +111,7 @@ def test_program_sees_empty_cwd_clean_env_and_own_uid(unchanged, monkeypatch):
 def test_infinite_loop_is_killed_by_cpu_limit(unchanged):
     r = run_program("while True:\n    pass\n", limits=FAST)
     assert not r.ok and (r.signal is not None or r.timed_out)  # SIGXCPU/SIGKILL from RLIMIT_CPU
-    assert r.cpu_s is None or r.cpu_s < FAST.cpu_s + 1.5  # (the wall limit only on a very busy machine)
+    assert r.cpu_s is None or r.cpu_s < FAST.cpu_s + 1.5  # (or the wall limit, if it got less than a full CPU)
 
 
 @needs_namespaces
@@ -119,7 +125,8 @@ def test_sleeping_program_hits_wall_limit(unchanged):
 
 @needs_namespaces
 def test_memory_bomb_fails_with_memory_error(unchanged):
-    r = run_program("x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))\n", limits=FAST)
+    # Zeroing ~500 MiB of pages costs CPU time: a CPU limit above that keeps this about memory.
+    r = run_program("x = []\nwhile True:\n    x.append(bytearray(50 * 1024 * 1024))\n", limits=replace(FAST, cpu_s=5))
     assert not r.ok and "MemoryError" in r.stderr
     assert r.extra["maxrss_kb"] < FAST.memory_mb * 1024
 
@@ -238,3 +245,95 @@ def test_rlimits_fallback_still_limits_cpu_memory_and_output(unchanged):
     assert "unreachable" in r[3].stdout.lower()
     assert not r[4].ok and len(r[4].stdout) <= 1 << 20
     assert not r[5].ok
+
+
+@pytest.fixture(scope="module")
+def tmp_venv():
+    """A venv under a 0700 dir in /tmp (what `python -m venv` in a temp checkout makes): its
+    bin/python links to the base interpreter, its pyvenv.cfg and site-packages live under /tmp."""
+    parent = Path(tempfile.mkdtemp(prefix="nemo_r1_test_venv_", dir="/tmp"))
+    venv.EnvBuilder(symlinks=True, with_pip=False).create(parent / "venv")
+    (parent / "secret.txt").write_text("host-tmp-secret")
+    os.chmod(parent / "venv" / "pyvenv.cfg", 0o666)  # writable by anyone: only the read-only bind stops it
+    try:
+        yield parent / "venv"
+    finally:
+        shutil.rmtree(parent)
+
+
+@needs_namespaces
+def test_interpreter_under_tmp_runs_normal_programs_and_stops_hostile_ones(unchanged, tmp_venv):
+    # The private /tmp covers the venv; the sandbox must bind the interpreter's install back in,
+    # read-only, and nothing else of the host's /tmp.
+    parent, cfg = tmp_venv.parent, tmp_venv / "pyvenv.cfg"
+    before = (sorted(os.listdir(parent)), cfg.read_bytes())
+    with tempfile.NamedTemporaryFile("w", dir="/tmp", prefix="nemo_r1_test_secret_", suffix=".txt") as host_file:
+        host_file.write("host-tmp-secret")
+        host_file.flush()
+        os.chmod(host_file.name, 0o644)
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(1.0)
+        accepted = []
+        t = threading.Thread(target=lambda: accepted.append(_accept(server)))
+        t.start()
+        lim = SandboxLimits(cpu_s=1, wall_s=2, nproc=8, memory_mb=256, max_parallel=2, python=str(tmp_venv / "bin" / "python"))
+        progs = [
+            "import sys, json\nprint(json.dumps([6 * 7, sys.prefix]))",
+            f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {server.getsockname()[1]}), timeout=1)\n"
+            f"    print('connected')\nexcept OSError as e:\n    print('refused', e)",
+            "import os, time\nn = 0\nfor _ in range(50):\n    try:\n        pid = os.fork()\n    except OSError:\n"
+            "        break\n    if pid == 0:\n        time.sleep(30)\n        os._exit(0)\n    n += 1\nprint(n)",
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+            f"for path in [{str(cfg)!r}, {str(parent / 'new.txt')!r}, {str(REPO / 'pyproject.toml')!r}]:\n"
+            f"    try:\n        open(path, 'a').write('x')\n        print('ok')\n"
+            f"    except OSError as e:\n        print('denied', e.errno)",
+            f"import os\nprint(sorted(os.listdir({str(parent)!r})))\n"
+            f"for path in [{host_file.name!r}, {str(parent / 'secret.txt')!r}]:\n"
+            f"    try:\n        print(open(path).read())\n    except OSError as e:\n        print('hidden', e.errno)",
+            "x = bytearray(1 << 30)",
+            "import time\ntime.sleep(30)",
+        ]
+        r = run_programs([Program(p) for p in progs], lim)
+        t.join()
+        server.close()
+    assert r[0].ok, (r[0].stderr, r[0].extra)
+    assert r[0].stdout.strip() == f'[42, "{tmp_venv}"]'  # the /tmp venv itself, not its base
+    assert "connected" not in r[1].stdout and "unreachable" in r[1].stdout.lower() and accepted == [None]
+    assert r[2].ok and 0 < int(r[2].stdout) < 8  # RLIMIT_NPROC still caps the slot uid
+    assert not r[3].ok and not r[3].setup_failed
+    out = r[4].stdout.split("\n")
+    assert r[4].ok and out[:2] == ["denied 30", "denied 13"] and out[2] in ("denied 13", "denied 30"), out
+    assert r[5].ok and r[5].stdout.split("\n")[:3] == ["['venv']", "hidden 2", "hidden 2"]
+    assert "host-tmp-secret" not in r[5].stdout
+    assert not r[6].ok and "MemoryError" in r[6].stderr
+    assert r[7].timed_out and r[7].wall_s < lim.wall_s + SLACK_S
+    assert _sandbox_processes() == []
+    assert (sorted(os.listdir(parent)), cfg.read_bytes()) == before
+
+
+@needs_namespaces
+def test_own_interpreter_from_a_0700_home_and_read_only_mounts(unchanged, tmp_venv):
+    # In a private mount namespace (nothing changes on the host): a tmpfs /home with a 0700 user
+    # dir holding a venv, the checkout and both venvs mounted read-only. The sandbox runs with the
+    # calling interpreter (python=None) from /home, and with the /tmp venv's.
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs util-linux unshare and mount")
+    base = getattr(sys, "_base_executable", sys.executable)
+    home_py = "/home/nemo_r1_test/venv/bin/python"
+    script = (f"import sys\nsys.path.insert(0, {str(REPO)!r})\n"
+              "from nemo_r1.sandbox import Program, SandboxLimits, run_programs\n"
+              "code = 'import sys\\nprint(6 * 7, sys.executable)'\n"
+              "for python in (None, " + repr(str(tmp_venv / "bin" / "python")) + "):\n"
+              "    r = run_programs([Program(code)], SandboxLimits(isolation='namespaces', python=python, max_parallel=1))[0]\n"
+              "    print(r.stdout.strip(), r.setup_failed, r.extra.get('error'), r.stderr.strip()[-300:])\n")
+    ro = lambda d: f"mount --bind {d} {d} && mount -o remount,bind,ro {d}"  # noqa: E731
+    shell = " && ".join([
+        "mount -t tmpfs -o mode=0755 tmpfs /home", "mkdir -m 0700 /home/nemo_r1_test",
+        f"{base} -m venv --without-pip /home/nemo_r1_test/venv",
+        ro(REPO), ro("/home/nemo_r1_test"), ro(tmp_venv), f"{home_py} -I -c \"$0\""])
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", shell, script],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"42 {home_py} False None ", f"42 {tmp_venv}/bin/python False None "], out.stdout
