@@ -117,7 +117,7 @@ def test_training_on_a_benchmark_with_decontamination_is_an_error():
 
 
 def test_no_code_or_doc_names_a_folder_outside_the_checkout():
-    """A user's clone has no `../shared` and none of this machine's paths."""
+    """A user's clone has no sibling data folder and none of this machine's paths."""
     pattern = re.compile(r"(\.\./shared|shared/data|(?<![\w.])/work/|(?<![\w.])/root/|/home/[a-z]+/)")
     examples = {("nemo_r1/sandbox/runner.py", "/home/u/proj")}  # an example path in a docstring
     roots = ["nemo_r1", "launchers", "tools", "tests", "configs", "docs", "README.md", "Makefile", "pyproject.toml",
