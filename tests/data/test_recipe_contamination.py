@@ -75,4 +75,4 @@ def test_a_recipe_training_on_math500_is_caught(tmp_path, index):
 def test_gsm8k_recipe_loses_only_its_overlapping_rows(index):
     data = load_config(PROJECT_ROOT / "configs/grpo/r1_zero_gsm8k.yaml").data
     rows = decontaminate_rows(load_rows(data.train, data.format, data.columns), data.decontaminate)
-    assert 7000 < len(rows.rows) < 7473 and rows.decontaminated == 7473 - len(rows.rows)
+    assert rows.decontaminated == 99 and len(rows.rows) == 7473 - 99  # the count README quotes
