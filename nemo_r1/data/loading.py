@@ -120,10 +120,11 @@ def _load_dataset(source: str, name: str, config: str | None, split: str) -> Any
     try:
         return datasets.load_dataset(name, config, split=split)
     except Exception as e:  # noqa: BLE001 -- offline, missing repo, wrong config or split: all one message
-        raise DataError(f"data source {source!r} could not be loaded through `datasets` "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Hub sources need a "
-                        "connected machine (or a datasets cache that already holds them); offline, point "
-                        "data.train at a local .jsonl/.json/.parquet file") from None
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        hint = ("check that its files share one set of columns" if Path(name).is_dir() else
+                "hub sources need a connected machine (or a datasets cache that already holds them); "
+                "offline, point data.train at a local .jsonl/.json/.parquet file")
+        raise DataError(f"data source {source!r} could not be loaded through `datasets` ({why}); {hint}") from None
 
 
 def _iter_dataset(source: str, name: str, config: str | None, split: str) -> Iterator[Row]:

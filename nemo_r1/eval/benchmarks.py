@@ -1,18 +1,19 @@
 """Problems of the bundled benchmarks (registry in `nemo_r1.data.bundled`; nothing is downloaded).
 
 A benchmark is a local jsonl file plus the names of its columns; `--data FILE` builds the same
-thing from any jsonl with a column mapping. Every problem gets a stable string id (the file's
+thing from any jsonl (or `hf:owner/name[:config][@split]` source) with a column mapping. Every problem gets a stable string id (the file's
 `id`/`task_id`, else `<name>-<row>`), because ids key resumption and per-sample seeds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nemo_r1.data.bundled import BENCHMARKS, Benchmark, data_dir, read_jsonl
-from nemo_r1.data.loading import DataError
+from nemo_r1.data.loading import HF_PREFIX, DataError, iter_source, parse_hf_source, resolve_local
 
 CODE_INSTRUCTION = (
     "Write a Python function that solves the task below and passes the example test. "
@@ -52,15 +53,11 @@ def get_benchmark(name: str) -> Benchmark:
 
 def load_problems(bench: Benchmark, limit: int | None = None, root: Path | None = None) -> list[Problem]:
     """The benchmark's problems (first `limit` rows), with clear errors for missing columns."""
-    path = Path(bench.file)
-    if not path.is_absolute():
-        path = (root or data_dir()) / path
     problems: list[Problem] = []
     seen: set[str] = set()
-    for idx, (lineno, row) in enumerate(read_jsonl(path)):
+    for idx, (where, row) in enumerate(_rows(bench, root)):
         if limit is not None and len(problems) >= limit:
             break
-        where = f"{path}:{lineno}"
         text = row.get(bench.problem_key)
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: missing or empty problem column {bench.problem_key!r} "
@@ -80,20 +77,41 @@ def load_problems(bench: Benchmark, limit: int | None = None, root: Path | None 
                 gold = gsm8k_gold(gold)
         problems.append(Problem(id=pid, problem=text, gold=gold, row=row))
     if not problems:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{bench.file}: no rows")
     return problems
 
 
+def _rows(bench: Benchmark, root: Path | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(location, row) of a bundled/local jsonl (`file:line`) or of an `hf:` source (`source row N`)."""
+    if bench.file.startswith(HF_PREFIX):
+        for where, row, error in iter_source(bench.file, split="test"):
+            if error or row is None:
+                raise DataError(f"{where}: {error}")
+            yield where, row
+        return
+    path = Path(bench.file)
+    if not path.is_absolute():
+        path = (root or data_dir()) / path
+    for lineno, row in read_jsonl(path):
+        yield f"{path}:{lineno}", row
+
+
 def data_benchmark(path: str | Path, columns: dict[str, str] | None = None, kind: str = "math") -> Benchmark:
-    """A Benchmark for any jsonl (`--data`), with `--columns problem=question answer=solution id=uid`."""
+    """A Benchmark for any jsonl or `hf:` source (`--data`), with `--columns problem=question answer=solution id=uid`."""
     columns = dict(columns or {})
     unknown = set(columns) - {"problem", "answer", "id"}
     if unknown:
         raise DataError(f"--columns: unknown key(s) {sorted(unknown)}; use problem=, answer=, id=")
-    p = Path(path)
+    source = str(path)
+    if source.startswith(HF_PREFIX):  # hf:owner/name[:config][@split]; the split defaults to `test`
+        name, _, split = parse_hf_source(source)
+        stem, file = name.rstrip("/").split("/")[-1] + (f"_{split}" if split else ""), source
+    else:
+        p = resolve_local(source)
+        stem, file = p.stem, str(p.resolve())
     return Benchmark(
-        name=p.stem,
-        file=str(p.resolve()),
+        name=stem,
+        file=file,
         kind=kind,
         problem_key=columns.get("problem", "problem"),
         answer_key=columns.get("answer", "answer"),

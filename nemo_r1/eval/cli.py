@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--benchmarks", default=None,
                      help="comma list of math500,aime24,amc23,gsm8k,minerva,olympiadbench,mbppplus "
                           "(default: the six math sets); with --backend lighteval: aime24,math_500,...")
-    src.add_argument("--data", default=None, help="any jsonl with problem/answer columns (see --columns)")
+    src.add_argument("--data", default=None,
+                     help="any jsonl, or hf:owner/name[:config][@split], with problem/answer columns (see --columns)")
     p.add_argument("--columns", nargs="*", default=[], metavar="KEY=COLUMN",
                    help="column mapping for --data, e.g. problem=question answer=final id=uid")
     p.add_argument("--n", type=int, default=1, help="samples per problem (pass@1 averages them)")

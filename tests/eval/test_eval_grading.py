@@ -72,3 +72,24 @@ def test_data_file_errors_name_file_and_line(tmp_path):
         load_problems(data_benchmark(f))
     with pytest.raises(DataError, match="did you mean 'math500'"):
         get_benchmark("math5000")
+
+
+def test_data_may_be_an_hf_source(tmp_path):
+    """`--data hf:...` goes through `datasets` (a local dataset folder here); the split defaults to test."""
+    folder = tmp_path / "my_bench"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(json.dumps({"question": "2+2?", "final": "4"}) + "\n")
+    (folder / "test.jsonl").write_text("".join(json.dumps({"question": f"{i}+1?", "final": str(i + 1)}) + "\n"
+                                               for i in range(3)))
+    bench = data_benchmark(f"hf:{folder}", {"problem": "question", "answer": "final"})
+    probs = load_problems(bench)
+    assert bench.name == "my_bench" and [(p.problem, p.gold) for p in probs] == [("0+1?", "1"), ("1+1?", "2"),
+                                                                                ("2+1?", "3")]
+    assert [p.id for p in probs] == ["my_bench-0", "my_bench-1", "my_bench-2"]
+    assert len(load_problems(data_benchmark(f"hf:{folder}@train", {"problem": "question", "answer": "final"}))) == 1
+    bad = tmp_path / "bad_bench"
+    bad.mkdir()
+    (bad / "test.jsonl").write_text(json.dumps({"problem": "a?", "answer": "1"}) + "\n"
+                                    + json.dumps({"problem": " ", "answer": "1"}) + "\n")
+    with pytest.raises(DataError, match=r"hf:.*bad_bench\[test\] row 1: missing or empty problem column 'problem'"):
+        load_problems(data_benchmark(f"hf:{bad}"))
