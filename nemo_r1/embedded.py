@@ -57,11 +57,16 @@ def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
     gguf = find_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from nemo_r1.console import without_bars
+
     out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"converting the embedded model once (GGUF -> HF checkpoint, cached in {out}) ...", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = _plain_copy(AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32"))
+        with without_bars("transformers.modeling_gguf_pytorch_utils"):
+            gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+        model = _plain_copy(gguf_model)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         _check_saved(tmp)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -321,14 +320,7 @@ def _patch_grad_accum_fusion() -> None:
     layers._grad_accum_fusion_available = True
 
 
-def _quiet_warnings() -> None:
-    # Without Apex/TE megatron warns once per module that it falls back to torch: expected on CPU.
-    warnings.filterwarnings("ignore", message=".*(Transformer Engine|Apex) (and Apex )?(is|are) not installed.*")
-    warnings.filterwarnings("ignore", message="Apex is not installed.*")
-
-
 _PATCHES: list[tuple[str, Callable[[], None]]] = [
-    ("warnings", _quiet_warnings),
     ("torch.cuda", _patch_torch_cuda),
     ("Tensor.cuda", _patch_tensor_cuda),
     ("megatron rng tracker", _patch_megatron_rng),

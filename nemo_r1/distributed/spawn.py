@@ -2,7 +2,8 @@
 
 Each rank is a fresh `spawn`ed process with a torchrun-style environment, so the function calls
 `init_distributed` exactly as it would under torchrun. Return values come back in rank order; an
-exception on any rank stops the others and is re-raised here with that rank's traceback.
+exception on any rank stops the others and is raised here as RankFailed: its first line says which
+rank failed and why (what the CLI prints), the rest is that rank's traceback (what a test shows).
 """
 
 from __future__ import annotations
@@ -21,6 +22,23 @@ import torch.multiprocessing as mp
 from nemo_r1.distributed.groups import free_port
 
 
+class RankFailed(RuntimeError):
+    """A spawned rank raised; `summary` is one line (rank, error type, message), str() adds the traceback."""
+
+    def __init__(self, rank: int, nprocs: int, error: str, tb: str) -> None:
+        self.rank, self.nprocs, self.error, self.traceback = rank, nprocs, error, tb
+        self.summary = f"rank {rank} of {nprocs} failed: {error}"
+        super().__init__(f"{self.summary}\n{tb}")
+
+    def __reduce__(self) -> tuple:  # pickled by submitit and multiprocessing: rebuild from the parts
+        return RankFailed, (self.rank, self.nprocs, self.error, self.traceback)
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: int, cpu_only: bool, args: tuple,
            out: Any) -> None:
     if cpu_only:
@@ -28,6 +46,9 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: in
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # busy-waiting OpenMP threads starve the other ranks
+    from nemo_r1 import console
+
+    console.setup()  # the parent's console mode (inherited through the environment)
     import torch
 
     torch.set_num_threads(threads)
@@ -38,8 +59,8 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: in
         buf = io.BytesIO()
         torch.save(result, buf)
         out.put((rank, True, buf.getvalue()))
-    except BaseException:  # noqa: B036 - report anything, including KeyboardInterrupt, to the parent
-        out.put((rank, False, traceback.format_exc()))
+    except BaseException as e:  # noqa: B036 - report anything, including KeyboardInterrupt, to the parent
+        out.put((rank, False, (_one_line(e), traceback.format_exc())))
     finally:
         from nemo_r1.distributed.groups import destroy_distributed
 
@@ -78,7 +99,7 @@ def run_on_cpu_ranks(fn: Callable[..., Any], nprocs: int, *args: Any, threads: i
                     raise TimeoutError(f"ranks {missing} gave no result in {timeout_s:.0f}s") from None
                 continue
             if not ok:
-                raise RuntimeError(f"rank {rank} of {nprocs} failed:\n{value}")
+                raise RankFailed(rank, nprocs, *value)
             results[rank] = torch.load(io.BytesIO(value), weights_only=False)  # our own child's result
     finally:
         for p in procs:

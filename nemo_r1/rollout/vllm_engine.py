@@ -106,8 +106,12 @@ class VLLMEngine:
         set_threads, threads = torch.set_num_threads, torch.get_num_threads()
         # A trainer's torch.distributed world existed before us: vLLM must not tear it down.
         self.colocated = torch.distributed.is_available() and torch.distributed.is_initialized()
+        from nemo_r1 import console
+
         try:
-            self.llm = LLM(**engine_kwargs(self.model_path, self.cfg, self.cuda, external_launcher))
+            with console.library_startup():  # known start-up noise of vLLM's CPU backend (console.py)
+                self.llm = LLM(**engine_kwargs(self.model_path, self.cfg, self.cuda, external_launcher),
+                               use_tqdm_on_load=console.verbose())
         finally:
             torch.set_num_threads = set_threads
             torch.set_num_threads(threads)
