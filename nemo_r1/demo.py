@@ -7,6 +7,7 @@ vLLM) and draws the curves to output_dir/plots. Resumes from its last checkpoint
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from nemo_r1.config import load_config
@@ -15,14 +16,11 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "grpo" / "demo.y
 
 
 def main(args: argparse.Namespace) -> int:
-    from nemo_r1.trainers.grpo_run import run_grpo
+    """`nemo-r1 demo [--config FILE] [overrides]`: the demo config unless another is given."""
+    from nemo_r1.trainers.report import run_reported
 
-    cfg = load_config(args.config or DEMO_CONFIG, list(args.overrides))
-    rows = run_grpo(cfg)
-    if rows:
-        k = min(5, len(rows))
-        first = sum(r["reward/mean"] for r in rows[:k]) / k
-        last = sum(r["reward/mean"] for r in rows[-k:]) / k
-        print(f"[demo] reward/mean: first {k} steps {first:.3f} -> last {k} steps {last:.3f}; "
-              f"curves in {cfg.output_dir}/plots")
+    path = args.config or DEMO_CONFIG
+    cfg = load_config(path, list(args.overrides))
+    shown = os.path.relpath(path) if not str(os.path.relpath(path)).startswith("..") else path
+    run_reported(cfg, "demo", shown)
     return 0

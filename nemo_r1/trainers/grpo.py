@@ -87,11 +87,11 @@ def make_loss_fn(cfg: Config, num_tokens: float, num_sequences: float, max_len: 
 
 
 def main(args: argparse.Namespace) -> int:
-    """CLI entry: load the config, then run (spawning TP x PP CPU ranks when not under a launcher)."""
+    """CLI entry: load the config (errors before any heavy import), then run with header and summary."""
     cfg = load_config(args.config, args.overrides)
-    from nemo_r1.trainers.grpo_run import run_grpo
+    from nemo_r1.trainers.report import run_reported
 
-    run_grpo(cfg)
+    run_reported(cfg, "grpo", args.config)
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from nemo_r1.config import Config, save_config, to_dict
+from nemo_r1.config import Config, ConfigError, save_config, to_dict
 from nemo_r1.trainers.grpo import (
     PromptSampler,
     build_train_batch,
@@ -26,6 +26,15 @@ from nemo_r1.trainers.grpo import (
     write_samples,
 )
 from nemo_r1.trainers.lifecycle import StopFlag, step_seed
+
+
+def check_model_path(path: str) -> None:
+    """Fail in a second, naming the key, rather than after the ranks and imports are up."""
+    if path == "embedded:smollm2" or (Path(path) / "config.json").is_file():
+        return
+    what = "no such directory" if not Path(path).exists() else "no config.json there"
+    raise ConfigError(f"model.path={path!r}: {what}; expected a Hugging Face model directory "
+                      "(config.json + *.safetensors) or embedded:smollm2")
 
 
 def resolve_model(path: str) -> str:
@@ -96,6 +105,7 @@ def _any_rank(flag: bool) -> bool:
 
 def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  # noqa: C901 - the loop
     """Run GRPO to `train.max_steps`; returns the metrics rows logged (on rank 0)."""
+    check_model_path(cfg.model.path)
     from transformers import AutoTokenizer
 
     from nemo_r1.data.config import DataConfig
@@ -110,13 +120,15 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     if policy is None:
         init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
     hf_dir = resolve_model(cfg.model.path)
-    if policy is None:
-        policy = build_policy(cfg, hf_dir)
-    replica, replicas, replica_group, dp_group, is_rank0 = replica_info()
+    # data and rewards before the model: a bad row or reward name fails in seconds, not after the build
     tokenizer = AutoTokenizer.from_pretrained(hf_dir)
     dcfg = DataConfig(**{**to_dict(cfg)["data"], "train": materialize_data(cfg)})
     examples = load_examples(dcfg, tokenizer).examples
     reward_fn = combine_rewards(cfg.rewards)
+    resume_from = _resume_dir(cfg)
+    if policy is None:
+        policy = build_policy(cfg, hf_dir)
+    replica, replicas, replica_group, dp_group, is_rank0 = replica_info()
     if rollout is None:
         from nemo_r1.rollout.colocated import ColocatedRollout
 
@@ -126,7 +138,6 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
         rollout = ColocatedRollout(hf_dir, ecfg, group=replica_group, tp=cfg.parallel.tensor)
 
     start = 0
-    resume_from = _resume_dir(cfg)
     if resume_from is not None:
         start = int(policy.load(resume_from)["step"])
         rollout.refit(policy.hf_weights())  # the engine must sample from the restored weights
@@ -144,9 +155,9 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     rows_logged: list[dict[str, Any]] = []
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    from tqdm import tqdm
+    from nemo_r1.console import Progress
 
-    bar = tqdm(total=cfg.train.max_steps, initial=start, desc="grpo", disable=not is_rank0, dynamic_ncols=True)
+    bar = Progress(cfg.train.max_steps, initial=start, desc="grpo", enabled=is_rank0)
     with StopFlag() as stop:
         for step in range(start, cfg.train.max_steps):
             t_step = time.perf_counter()
@@ -204,8 +215,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                 rows_logged.append({"step": step + 1, **row})
                 if cfg.grpo.samples_every and (step + 1) % cfg.grpo.samples_every == 0:
                     write_samples(out / "samples.jsonl", step + 1, gen_rows, gen_rollouts, gen_rewards)
-                bar.set_postfix(reward=f"{row['reward/mean']:.3f}", step_s=f"{row['timing/step_s']:.1f}")
-                bar.update(1)
+                bar.update(step + 1, {"reward": f"{row['reward/mean']:.3f}", "s/step": f"{row['timing/step_s']:.1f}"})
             done = step + 1 == cfg.train.max_steps
             stopping = _any_rank(stop.stop)  # Slurm signals nodes at different moments: save together
             if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stopping or \
