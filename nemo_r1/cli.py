@@ -1,103 +1,116 @@
 """`nemo-r1` command line: each subcommand parses its flags and calls one importable function.
 
 Heavy imports (torch, megatron, vllm) happen inside the handlers so `nemo-r1 --help` and config
-errors are instant. A subcommand whose implementation has not landed says which issue brings it.
+errors are instant. HANDLERS also holds planned commands (a cluster recipe already names `sft`):
+`--help` and the dispatch list only those whose module exists in this build, so a command
+appears by itself once its module lands. An error inside a run reaches the user as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nemo_r1.config import ConfigError
 
-# subcommand -> (module, function, issue that brings it or None if not yet filed).
-# The function takes the parsed args and returns an exit code.
-HANDLERS: dict[str, tuple[str, str, int | None]] = {
-    "sft": ("nemo_r1.trainers.sft", "main", None),
-    "grpo": ("nemo_r1.trainers.grpo", "main", 7),
-    "eval": ("nemo_r1.eval.cli", "main", 8),
-    "generate": ("nemo_r1.rollout.cli", "generate_main", 6),
-    "filter": ("nemo_r1.data.filter", "main", None),
-    "decontaminate": ("nemo_r1.data.decontaminate", "main", None),
-    "convert": ("nemo_r1.models.cli", "convert_main", 4),
-    "launch": ("launchers.cli", "launch_main", 9),
-    "plan": ("launchers.plan", "plan_main", 9),
-    "bench": ("nemo_r1.bench", "main", 4),
-    "plot": ("nemo_r1.cli", "plot_main", 3),
-    "demo": ("nemo_r1.demo", "main", 7),
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: where its handler lives and how its flags are parsed."""
+
+    module: str
+    function: str
+    help: str
+    args: str = "raw"
+    """`config`: --config FILE, dotted overrides and --verbose; `raw`: the handler parses its own
+    argv (argparse.REMAINDER would reject an option right after the command); `custom`: flags are
+    declared in `build_parser`."""
+
+
+# The function takes the parsed args (for `raw`: a Namespace with `rest`) and returns an exit code.
+HANDLERS: dict[str, Command] = {
+    "sft": Command("nemo_r1.trainers.sft", "main", "supervised fine-tuning (distillation) of a Megatron model",
+                   "config"),
+    "grpo": Command("nemo_r1.trainers.grpo", "main", "GRPO on verifiable rewards with colocated vLLM rollouts",
+                    "config"),
+    "demo": Command("nemo_r1.demo", "main", "the main job on the embedded default model (what `make demo` runs)",
+                    "config"),
+    "eval": Command("nemo_r1.eval.cli", "main", "pass@k on reasoning benchmarks"),
+    "generate": Command("nemo_r1.rollout.cli", "generate_main", "generate completions with the rollout engine"),
+    "filter": Command("nemo_r1.data.filter", "main", "filter generated traces (math-verify, pass rate)"),
+    "decontaminate": Command("nemo_r1.data.decontaminate", "main", "8-gram decontamination against benchmarks"),
+    "convert": Command("nemo_r1.models.cli", "convert_main", "HF <-> Megatron checkpoints", "custom"),
+    "launch": Command("launchers.cli", "launch_main", "run a subcommand under submitit (local or Slurm)"),
+    "plan": Command("launchers.plan", "plan_main", "per-GPU memory estimate and layout advice"),
+    "bench": Command("nemo_r1.bench", "main", "benchmarks: train | rollout | rewards | grpo | eval"),
+    "plot": Command("nemo_r1.cli", "plot_main", "draw metrics.jsonl curves to OUTPUT_DIR/plots/*.png", "custom"),
 }
 
 
-class NotLanded(RuntimeError):
-    """The subcommand's implementation is not in this build yet."""
+def module_exists(dotted: str) -> bool:
+    """Whether a module's file is in this build, found without importing it or its packages."""
+    top, *rest = dotted.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        return False
+    if not rest:
+        return True
+    for root in spec.submodule_search_locations or []:
+        base = Path(root).joinpath(*rest)
+        if base.with_suffix(".py").is_file() or (base / "__init__.py").is_file():
+            return True
+    return False
+
+
+def built() -> dict[str, Command]:
+    """The commands whose handler module exists, in HANDLERS order."""
+    return {name: c for name, c in HANDLERS.items() if module_exists(c.module)}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nemo-r1", description="R1 recipe on Megatron-core + colocated vLLM")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def with_config(name: str, help_: str) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help_, description=f"{help_}. Overrides: dotted key=value, "
-                           "e.g. train.max_steps=10 optim.lr=1e-5 'rewards=[{name: accuracy}]'.")
-        s.add_argument("--config", "-c", help="YAML config (may use `defaults: [base.yaml]`)")
-        s.add_argument("overrides", nargs="*", help="dotted key=value overrides")
-        return s
-
-    with_config("sft", "supervised fine-tuning (distillation) of a Megatron model")
-    with_config("grpo", "GRPO on verifiable rewards with colocated vLLM rollouts")
-    with_config("demo", "the main job on the embedded default model (what `make demo` runs)")
-
-    e = sub.add_parser("eval", help="pass@k on reasoning benchmarks", add_help=False)
-    e.add_argument("rest", nargs=argparse.REMAINDER)
-    g = sub.add_parser("generate", help="generate completions with the rollout engine", add_help=False)
-    g.add_argument("rest", nargs=argparse.REMAINDER)
-    for name, help_ in [("filter", "filter generated traces (math-verify, pass rate)"),
-                        ("decontaminate", "8-gram decontamination against benchmarks")]:
-        s = sub.add_parser(name, help=help_, add_help=False)
-        s.add_argument("rest", nargs=argparse.REMAINDER)
-
-    c = sub.add_parser("convert", help="HF <-> Megatron checkpoints")
-    csub = c.add_subparsers(dest="direction", required=True)
-    h2m = csub.add_parser("hf-to-mcore", help="HF dir -> Megatron dist checkpoint")
-    h2m.add_argument("--hf", required=True, help="HF checkpoint dir (or embedded:smollm2)")
-    h2m.add_argument("--out", required=True)
-    h2m.add_argument("--tp", type=int, default=1)
-    h2m.add_argument("--pp", type=int, default=1)
-    m2h = csub.add_parser("mcore-to-hf", help="Megatron dist checkpoint -> HF safetensors dir")
-    m2h.add_argument("--ckpt", required=True)
-    m2h.add_argument("--out", required=True)
-
-    la = sub.add_parser("launch", help="run a subcommand under submitit (local or Slurm)", add_help=False)
-    la.add_argument("rest", nargs=argparse.REMAINDER)
-    pl = sub.add_parser("plan", help="per-GPU memory estimate and layout advice", add_help=False)
-    pl.add_argument("rest", nargs=argparse.REMAINDER)
-    b = sub.add_parser("bench", help="benchmarks: train | rollout | rewards | grpo | eval", add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
-
-    pt = sub.add_parser("plot", help="draw metrics.jsonl curves to OUTPUT_DIR/plots/*.png")
-    pt.add_argument("output_dir")
-    pt.add_argument("--keys", nargs="*", default=None, help="only these metric keys")
-    pt.add_argument("--smooth", type=int, default=1, help="moving-average window")
+    for name, c in built().items():
+        if c.args == "config":
+            s = sub.add_parser(name, help=c.help, description=f"{c.help}. Overrides: dotted key=value, "
+                               "e.g. train.max_steps=10 optim.lr=1e-5 'rewards=[{name: accuracy}]'.")
+            s.add_argument("--config", "-c", help="YAML config (may use `defaults: [base.yaml]`)")
+            s.add_argument("--verbose", "-v", action="store_true",
+                           help="show every library message and the traceback of an error")
+            s.add_argument("overrides", nargs="*", help="dotted key=value overrides")
+        elif c.args == "raw":
+            s = sub.add_parser(name, help=c.help, add_help=False)
+            s.add_argument("rest", nargs=argparse.REMAINDER)
+        elif name == "convert":
+            s = sub.add_parser(name, help=c.help)
+            csub = s.add_subparsers(dest="direction", required=True)
+            h2m = csub.add_parser("hf-to-mcore", help="HF dir -> Megatron dist checkpoint")
+            h2m.add_argument("--hf", required=True, help="HF checkpoint dir (or embedded:smollm2)")
+            h2m.add_argument("--out", required=True)
+            h2m.add_argument("--tp", type=int, default=1)
+            h2m.add_argument("--pp", type=int, default=1)
+            m2h = csub.add_parser("mcore-to-hf", help="Megatron dist checkpoint -> HF safetensors dir")
+            m2h.add_argument("--ckpt", required=True)
+            m2h.add_argument("--out", required=True)
+        elif name == "plot":
+            s = sub.add_parser(name, help=c.help)
+            s.add_argument("output_dir")
+            s.add_argument("--keys", nargs="*", default=None, help="only these metric keys")
+            s.add_argument("--smooth", type=int, default=1, help="moving-average window")
     return p
 
 
 def resolve(command: str) -> Callable[[argparse.Namespace], Any]:
-    """The handler of a subcommand, or NotLanded naming the issue that brings it."""
-    module, func, issue = HANDLERS[command]
-    when = f"it arrives with issue #{issue}" if issue else "no issue schedules it yet"
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (e.name == module or module.startswith(e.name + ".")):
-            raise NotLanded(f"`nemo-r1 {command}` is not implemented yet; {when}") from None
-        raise
-    if not hasattr(mod, func):
-        raise NotLanded(f"`nemo-r1 {command}` is not implemented yet; {when}")
-    return getattr(mod, func)
+    """The handler function of a built subcommand."""
+    c = HANDLERS[command]
+    return getattr(importlib.import_module(c.module), c.function)
 
 
 def plot_main(args: argparse.Namespace) -> int:
@@ -108,26 +121,52 @@ def plot_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# These parse their own flags (argparse.REMAINDER would reject an option right after the command).
-RAW_ARGV = ("eval", "generate", "filter", "decontaminate", "launch", "plan", "bench")
+def error_line(e: BaseException) -> str:
+    """One line a user can act on.
+
+    A failed rank carries its own one-line `summary`; our own error types (ConfigError, DataError,
+    ...) and missing files already name the file/key, so their message stands alone; anything
+    else keeps its type name, which a bare message (a KeyError's `'x'`) needs to be understood."""
+    summary = getattr(e, "summary", None)
+    if isinstance(summary, str) and summary:
+        return summary
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    text = lines[0].strip() if lines else ""
+    if isinstance(e, ConfigError):
+        return f"config error: {text}"
+    if text and (type(e).__module__.startswith("nemo_r1.") or isinstance(e, FileNotFoundError | NotADirectoryError)):
+        return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; also callable in-process (launchers do that)."""
+    from nemo_r1 import console
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in RAW_ARGV:
+    available = built()
+    if argv and argv[0] in HANDLERS and argv[0] not in available:
+        print(f"nemo-r1: `{argv[0]}` is not part of this build yet (no module {HANDLERS[argv[0]].module}); "
+              f"commands: {', '.join(available)}", file=sys.stderr)
+        return 2
+    if argv and argv[0] in available and available[argv[0]].args == "raw":
         args = argparse.Namespace(command=argv[0], rest=argv[1:])
     else:
         args = build_parser().parse_args(argv)
+    verbose = console.setup(True if getattr(args, "verbose", False) else None)
     try:
-        handler = resolve(args.command)
-        rc = handler(args)
-    except NotLanded as e:
-        print(f"nemo-r1: {e}", file=sys.stderr)
-        return 2
-    except ConfigError as e:
-        print(f"nemo-r1: config error: {e}", file=sys.stderr)
-        return 2
+        rc = resolve(args.command)(args)
+    except KeyboardInterrupt:
+        print("nemo-r1: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line naming the file/key; the traceback only on request
+        if verbose:
+            traceback.print_exc()
+        hint = "" if verbose or isinstance(e, ConfigError) else (
+            " (--verbose shows the traceback)" if hasattr(args, "verbose")
+            else f" ({console.VERBOSE_ENV}=1 shows the traceback)")
+        print(f"nemo-r1: {error_line(e)}{hint}", file=sys.stderr, flush=True)
+        return 2 if isinstance(e, ConfigError) else 1
     return int(rc or 0)
 
 
