@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nemo_r1.data.masks import block_causal_mask
 from nemo_r1.models.forward import LogprobLayout
 from nemo_r1.trainers.batching import TrainBatch
 
@@ -114,10 +115,7 @@ def pack_groups(batch: TrainBatch, group_size: int, groups: list[int]) -> Shared
         position_ids[r, :n] = torch.tensor(pos[r])
         position_ids[r, n:] = torch.arange(n, L)
         segment[r, :n] = torch.tensor(seg[r])
-    q, k = segment[:, :, None], segment[:, None, :]
-    causal = torch.ones(L, L, dtype=torch.bool).tril()
-    allowed = causal & ((k == 0) | (k == q))  # the prompt, or the same completion (or padding run)
-    mask = ~allowed[:, None]
+    mask = block_causal_mask(segment, shared=0)  # the prompt, or the same completion (or padding run)
     T = samples.tokens.shape[1] - 1
     layout = LogprobLayout(
         shape=(len(idx), T), dst=(torch.tensor(dst_b, dtype=torch.long), torch.tensor(dst_t, dtype=torch.long)),
