@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-FORMATS = ("problem", "messages", "text")
+FORMATS = ("problem", "messages", "prompt_completion", "text")
 
 
 @dataclass
@@ -18,11 +18,13 @@ class DataConfig:
     split: str = "train"
     """Split of an `hf:` source or dataset folder when the source does not name one."""
     format: str = "problem"
-    """`problem` (prompt + gold answer), `messages` (chat SFT), or `text` (plain LM)."""
+    """`problem` (prompt + gold answer), `messages` (chat SFT, loss on assistant turns),
+    `prompt_completion` (SFT, loss on the completion), or `text` (plain LM, loss on every token)."""
     columns: dict[str, str] = field(default_factory=dict)
     """Rename columns to the names the format expects, target: source, e.g. {problem: question}."""
     system_prompt: str | None = None
-    """`r1` for the DeepSeek-R1 system prompt, any other string verbatim, null for none."""
+    """`r1` for the DeepSeek-R1 system prompt, any other string verbatim, null for none. For
+    `messages` data it is put first in conversations that have no system message."""
     prompt_suffix: str = "Please reason step by step, and put your final answer within \\boxed{}."
     """Appended to each problem (after a blank line); empty for none."""
     few_shot: list[dict[str, str]] = field(default_factory=list)

@@ -1,7 +1,8 @@
-"""Rows -> training examples for the three formats.
+"""Rows -> training examples for the four formats.
 
 - `problem`: a rendered prompt plus the gold answer and every other column (rewards read them).
 - `messages`: chat SFT, token ids with a loss mask that is 1 only on assistant turns.
+- `prompt_completion`: SFT on raw text pairs, loss on the completion (and the EOS after it).
 - `text`: plain language modelling, loss on every token.
 
 Assistant-only masks: HF's `return_assistant_tokens_mask` needs `{% generation %}` markers that
@@ -76,15 +77,43 @@ def tokenize_text(text: str, tokenizer: Any, max_len: int | None = None, add_eos
     return {"input_ids": ids, "loss_mask": [1] * len(ids)}
 
 
+def tokenize_prompt_completion(prompt: str, completion: str, tokenizer: Any, max_len: int | None = None,
+                               add_eos: bool = True) -> dict[str, list[int]]:
+    """Prompt and completion tokenized apart and joined, so the mask boundary is exact even where
+    joint tokenization would merge characters across it; the completion ends with EOS."""
+    p = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    c = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    if add_eos and tokenizer.eos_token_id is not None:
+        c.append(tokenizer.eos_token_id)
+    ids, mask = p + c, [0] * len(p) + [1] * len(c)
+    if max_len is not None:
+        ids, mask = ids[:max_len], mask[:max_len]
+    return {"input_ids": ids, "loss_mask": mask}
+
+
+def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
+    """`messages` with the configured system prompt first, unless the conversation has its own."""
+    from nemo_r1.data.templates import resolve_system_prompt
+
+    system = resolve_system_prompt(system_prompt)
+    if not system or (messages and messages[0]["role"] == "system"):
+        return messages
+    return [{"role": "system", "content": system}, *messages]
+
+
 def build_examples(rows: Rows, cfg: DataConfig, tokenizer: Any | None = None, max_len: int | None = None) -> Examples:
-    """Examples of `cfg.format` from loaded rows; `messages`/`text` need a tokenizer."""
+    """Examples of `cfg.format` from loaded rows; every format but `problem` needs a tokenizer."""
     if cfg.format == "problem":
         out = [problem_example(r, cfg, tokenizer) for r in rows.rows]
     else:
         if tokenizer is None:
             raise ValueError(f"data.format={cfg.format!r} needs a tokenizer")
         if cfg.format == "messages":
-            out = [{**r, **tokenize_messages(r["messages"], tokenizer, cfg.chat_template, max_len)} for r in rows.rows]
+            out = [{**r, **tokenize_messages(with_system_prompt(r["messages"], cfg.system_prompt), tokenizer,
+                                             cfg.chat_template, max_len)} for r in rows.rows]
+        elif cfg.format == "prompt_completion":
+            out = [{**r, **tokenize_prompt_completion(r["prompt"], r["completion"], tokenizer, max_len)}
+                   for r in rows.rows]
         else:
             out = [{**r, **tokenize_text(r["text"], tokenizer, max_len)} for r in rows.rows]
     return Examples(out, rows.source, rows.skipped)

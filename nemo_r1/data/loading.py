@@ -19,7 +19,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-REQUIRED = {"problem": ("problem", "answer"), "messages": ("messages",), "text": ("text",)}
+REQUIRED = {"problem": ("problem", "answer"), "messages": ("messages",), "prompt_completion": ("prompt", "completion"),
+            "text": ("text",)}
 CODE_TEST_COLUMNS = ("verification_info", "canonical_solution")
 """A `problem` row with one of these is a code task and needs no `answer`."""
 _LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -197,6 +198,11 @@ def _check_row(row: dict[str, Any], fmt: str) -> str | None:
             return "no assistant message (nothing to train on)"
     if fmt == "text" and (not isinstance(row["text"], str) or not row["text"].strip()):
         return "empty text"
+    if fmt == "prompt_completion":
+        if not isinstance(row["prompt"], str) or not isinstance(row["completion"], str):
+            return "prompt and completion must be strings"
+        if not row["completion"].strip():
+            return "empty completion (nothing to train on)"
     return None
 
 
