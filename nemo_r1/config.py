@@ -134,6 +134,27 @@ class GRPOConfig:
 
 
 @dataclass
+class SFTConfig:
+    """What only `nemo-r1 sft` reads; the batch, steps and sequence length are in `train`."""
+
+    epochs: int = 0
+    """Passes over the packed training set; 0 = run `train.max_steps` steps instead."""
+    packing: bool = True
+    """Pack documents into `train.max_seq_len` rows (best-fit-decreasing over the epoch, block-
+    causal attention per document); false = one document per row, padded per micro-batch."""
+    overlong: str = "truncate"
+    """A document longer than `train.max_seq_len`: `truncate` it or `drop` it (both counted)."""
+    eval_every: int = 0
+    """Loss on `data.eval` every N steps and at the end (0 = never)."""
+
+    def __post_init__(self) -> None:
+        if self.overlong not in ("truncate", "drop"):
+            raise ValueError(f"sft.overlong={self.overlong!r} is not one of ['truncate', 'drop']")
+        if self.epochs < 0 or self.eval_every < 0:
+            raise ValueError("sft.epochs and sft.eval_every must be >= 0")
+
+
+@dataclass
 class RolloutConfig:
     backend: str = "vllm"
     """`vllm` (colocated engine) or `hf` (transformers generate; slow, for reference)."""
@@ -178,6 +199,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     rewards: list[RewardSpec] = field(default_factory=lambda: [RewardSpec()])
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -6,7 +6,6 @@ one sitting. See `grpo.py` for the data flow.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from nemo_r1.trainers.grpo import (
     train_on_batch,
     write_samples,
 )
-from nemo_r1.trainers.lifecycle import StopFlag, step_seed
+from nemo_r1.trainers.lifecycle import StopFlag, any_rank, prune_checkpoints, resume_dir, step_seed
 
 
 def check_model_path(path: str) -> None:
@@ -70,37 +69,13 @@ def materialize_data(cfg: Config) -> str:
     return str(path)
 
 
-def _resume_dir(cfg: Config) -> Path | None:
-    from nemo_r1.models.checkpoint import latest_checkpoint
-
-    if cfg.train.resume == "none":
-        return None
-    if cfg.train.resume == "auto":
-        return latest_checkpoint(cfg.output_dir)
-    path = Path(cfg.train.resume)
-    if not path.is_dir():
-        raise FileNotFoundError(f"train.resume={cfg.train.resume!r}: no checkpoint there "
-                                "(use `auto`, `none` or a checkpoints/step_N dir)")
-    return path
-
-
 def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:  # noqa: ANN001
     """Atomic checkpoint (the models layer writes a temp dir and renames), then prune old ones."""
     from nemo_r1.models.checkpoint import checkpoint_dir
 
     policy.save(checkpoint_dir(cfg.output_dir, step), {"step": step})
-    if is_rank0 and cfg.checkpoint.keep > 0:
-        done = sorted((Path(cfg.output_dir) / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-        for old in done[:-cfg.checkpoint.keep]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _any_rank(flag: bool) -> bool:
-    if not dist.is_initialized():
-        return flag
-    t = torch.tensor([int(flag)])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    if is_rank0:
+        prune_checkpoints(cfg.output_dir, cfg.checkpoint.keep)
 
 
 def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  # noqa: C901 - the loop
@@ -125,7 +100,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     dcfg = DataConfig(**{**to_dict(cfg)["data"], "train": materialize_data(cfg)})
     examples = load_examples(dcfg, tokenizer).examples
     reward_fn = combine_rewards(cfg.rewards)
-    resume_from = _resume_dir(cfg)
+    resume_from = resume_dir(cfg.train.resume, cfg.output_dir)
     if policy is None:
         policy = build_policy(cfg, hf_dir)
     replica, replicas, replica_group, dp_group, is_rank0 = replica_info()
@@ -217,7 +192,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                     write_samples(out / "samples.jsonl", step + 1, gen_rows, gen_rollouts, gen_rewards)
                 bar.update(step + 1, {"reward": f"{row['reward/mean']:.3f}", "s/step": f"{row['timing/step_s']:.1f}"})
             done = step + 1 == cfg.train.max_steps
-            stopping = _any_rank(stop.stop)  # Slurm signals nodes at different moments: save together
+            stopping = any_rank(stop.stop)  # Slurm signals nodes at different moments: save together
             if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stopping or \
                     (done and cfg.checkpoint.save_final):
                 save(policy, cfg, step + 1, is_rank0)

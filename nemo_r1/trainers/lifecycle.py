@@ -79,3 +79,42 @@ def _step_of(line: str) -> int:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
         return 1 << 62  # torn line: drop it
+
+
+def resume_dir(resume: str, output_dir: str | Path) -> Path | None:
+    """The checkpoint `train.resume` names: `auto` = the latest in output_dir (None if none),
+    `none` = a fresh start, else a checkpoint dir that must exist."""
+    from nemo_r1.models.checkpoint import latest_checkpoint
+
+    if resume == "none":
+        return None
+    if resume == "auto":
+        return latest_checkpoint(output_dir)
+    path = Path(resume)
+    if not path.is_dir():
+        raise FileNotFoundError(f"train.resume={resume!r}: no checkpoint there "
+                                "(use `auto`, `none` or a checkpoints/step_N dir)")
+    return path
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int) -> None:
+    """Delete all but the newest `keep` checkpoints/step_N (keep 0: delete none); first rank only."""
+    import shutil
+
+    if keep <= 0:
+        return
+    done = sorted((Path(output_dir) / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if it is true on any (a stop signal reaches nodes at different moments)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
