@@ -37,10 +37,12 @@ class CliEntry:
         self.argv = list(argv)
 
     def __call__(self) -> int:
-        from nemo_r1.cli import main
+        from nemo_r1.cli import error_line, main
 
         try:
-            rc = main(self.argv)
+            rc = main(self.argv, raise_errors=True)
+        except Exception as e:  # the job's report shows the command's one-line error, its traceback below
+            raise RuntimeError(f"`nemo-r1 {' '.join(self.argv)}` failed: {error_line(e)}") from e
         except SystemExit as e:  # argparse errors exit; make them a failure with a traceback and a result
             rc = e.code if isinstance(e.code, int) else 1
             if rc == 0:

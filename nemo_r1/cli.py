@@ -139,8 +139,11 @@ def error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; also callable in-process (launchers do that)."""
+def main(argv: list[str] | None = None, raise_errors: bool = False) -> int:
+    """Entry point of the console script: an error ends in one line and a non-zero exit code.
+
+    `raise_errors` lets an in-process caller (a launcher's task) get the exception itself, to
+    report it with the job."""
     from nemo_r1 import console
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         print("nemo-r1: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # one line naming the file/key; the traceback only on request
+        if raise_errors:
+            raise
         if verbose:
             traceback.print_exc()
         hint = "" if verbose or isinstance(e, ConfigError) else (

@@ -42,4 +42,5 @@ def test_launch_command_runs_a_subcommand_in_the_task(tmp_path: Path, capsys: py
     rc = launch_cli(["--executor", "local", "--time", "10", "--signal-delay", "60",
                      "--log-dir", str(tmp_path / "logs"), "--", "plot", str(tmp_path / "missing")])
     err = capsys.readouterr().err
-    assert rc == 1 and "FileNotFoundError" in err and "stderr:" in err
+    # the task's one-line error (naming the missing path) reaches the launcher's report, with the log paths
+    assert rc == 1 and f"No such file or directory: '{tmp_path / 'missing'}'" in err and "stderr:" in err
