@@ -152,3 +152,22 @@ def hf_step1_loss(hf_dir: Path, data_dir: Path, fmt: str, packing: bool) -> floa
             nll = -torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None])[:, 0]
             total, count = total + float(nll[mask].sum()), count + int(mask.sum())
     return total / count
+
+
+SPLITS = (("micro1_acc8", 2, 1), ("micro4_acc2", 2, 4), ("micro2_acc2_dp2", 1, 2))  # (name, TP, micro-batch)
+
+
+def split_runs(hf_dir: str, data_dir: str, out_root: str) -> dict[str, list[dict]]:
+    """Two steps on one global batch of 8 packed rows, cut three ways on the same 2 ranks: TP2 with
+    micro-batch 1 (accumulation 8) or 4 (accumulation 2), and TP1 = DP2 with micro-batch 2."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.sft import run_sft
+
+    out = {}
+    for name, tp, micro in SPLITS:
+        cfg = load_config(None, sft_overrides(Path(hf_dir), Path(data_dir) / "text.jsonl", "text",
+                                              Path(out_root) / name, f"parallel.tensor={tp}",
+                                              f"train.micro_batch_size={micro}", "train.global_batch_size=8",
+                                              "train.max_seq_len=64", "train.max_steps=2", "optim.lr=1e-2"))
+        out[name] = run_sft(cfg)
+    return out

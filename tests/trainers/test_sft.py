@@ -5,7 +5,16 @@ cross documents breaks that."""
 
 import pytest
 import torch
-from sft_ranks import FORMATS, hf_step1_loss, lr0_losses, make_tiny_chat_model, tp1_checks, write_datasets
+from sft_ranks import (
+    FORMATS,
+    SPLITS,
+    hf_step1_loss,
+    lr0_losses,
+    make_tiny_chat_model,
+    split_runs,
+    tp1_checks,
+    write_datasets,
+)
 
 from nemo_r1.distributed import run_on_cpu_ranks
 
@@ -45,3 +54,17 @@ def test_lr0_loss_is_hf_nll_at_tp2_pp2(setup):
     root, hf, refs = setup
     losses = run_on_cpu_ranks(lr0_losses, 4, str(hf), str(root / "data"), str(root / "tp2pp2"), 2, 2)[0]
     _check_losses(losses, refs)
+
+
+@pytest.mark.timeout(600)
+def test_split_of_the_global_batch_does_not_change_the_step(setup):
+    """(micro-batch 1, accumulation 8), (4, 2) and (2, 2 on 2 DP ranks): the same loss and grad
+    norm at step 1 (the gradient's scale), and the same loss after the update (its direction)."""
+    root, hf, _ = setup
+    runs = run_on_cpu_ranks(split_runs, 2, str(hf), str(root / "data"), str(root / "splits"))[0]
+    ref = runs[SPLITS[0][0]]
+    assert ref[1]["train/loss"] < ref[0]["train/loss"] - 0.01  # the update moved the loss
+    for name, _, _ in SPLITS[1:]:
+        for a, b in zip(runs[name], ref, strict=True):
+            for key in ("train/loss", "train/grad_norm"):
+                assert a[key] == pytest.approx(b[key], rel=1e-5), (name, a["step"], key)
