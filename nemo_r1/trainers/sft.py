@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from nemo_r1.algorithms.sft import nll_loss
-from nemo_r1.config import Config, load_config, save_config, to_dict
+from nemo_r1.config import Config, ConfigError, load_config, save_config, to_dict
 from nemo_r1.trainers.lifecycle import StopFlag, any_rank, prune_checkpoints, resume_dir
 from nemo_r1.trainers.sft_data import SFTData, build_sft_data, load_documents
 
@@ -105,6 +105,12 @@ def run_sft(cfg: Config, state: Any = None) -> list[dict[str, Any]]:  # noqa: C9
     from nemo_r1.trainers.grpo_run import check_model_path, resolve_model
 
     check_model_path(cfg.model.path)
+    from nemo_r1.platform import cuda_available
+
+    if cfg.sft.packing and cuda_available():
+        # transformer-engine attention (the GPU layer spec) ignores a dense block mask: documents
+        # would attend to each other silently; packed rows there need the THD path (PackedSeqParams)
+        raise ConfigError("sft.packing=true runs on the CPU layer spec only for now; set sft.packing=false on GPU")
     torch.manual_seed(cfg.train.seed)
     init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
     is_rank0 = dist.get_rank() == 0

@@ -37,7 +37,7 @@ def test_sft_metrics_and_exact_resume_after_sigkill(tmp_path):
     data = tmp_path / "data"
     write_datasets(data)
     write_datasets(data / "held_out", n=8, seed=1)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # the CPU path, on any machine
     full = subprocess.run(sft_cmd(hf, data, tmp_path / "full"), cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env=env)
     assert full.returncode == 0, full.stderr[-3000:]
