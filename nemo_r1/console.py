@@ -38,6 +38,9 @@ KNOWN_WARNINGS: list[tuple[type[Warning], str, str]] = [
     (UserWarning, r"megatron\.core\.optimizer\.optimizer", r"The \.grad attribute of a Tensor that is not a leaf"),
     # megatron's own default cuda_graph_scope trips its deprecation check; CUDA graphs are not used.
     (UserWarning, r"megatron\.core\.transformer\.transformer_config", r"full scope is deprecated"),
+    # megatron's TP linear layers advise CUDA_DEVICE_MAX_CONNECTIONS=1, a CUDA stream setting for
+    # overlapping the grad all-reduce: nothing on CPU (gloo), a speed hint only on GPU.
+    (UserWarning, r"megatron\.core\.tensor_parallel\.layers", r"When using async grad allreduce"),
     # vLLM's kernel dispatcher runs hasattr() over every module attribute, which touches torch's
     # deprecated alias `torch.distributed.reduce_op`; nothing uses the alias.
     (FutureWarning, r"vllm\.triton_utils\.dispatcher", r"`torch\.distributed\.reduce_op` is deprecated"),

@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     if rows and talk:
         from nemo_r1.console import duration
 
-        k = min(5, len(rows))
+        k = max(1, min(5, len(rows) // 2))
         first = sum(r["train/loss"] for r in rows[:k]) / k
         last = sum(r["train/loss"] for r in rows[-k:]) / k
         print(f"done in {duration(time.perf_counter() - t0)}: {len(rows)} steps; train/loss first {k} {first:.4f} "
