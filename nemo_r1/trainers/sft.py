@@ -25,6 +25,18 @@ from nemo_r1.trainers.lifecycle import StopFlag, any_rank, prune_checkpoints, re
 from nemo_r1.trainers.sft_data import SFTData, build_sft_data, load_documents
 
 
+def check_sft_config(cfg: Config) -> None:
+    """Fail in a second, naming the key, before ranks start or a model loads."""
+    from nemo_r1.trainers.grpo_run import check_model_path
+
+    check_model_path(cfg.model.path)
+    if cfg.data.format == "problem":
+        raise ConfigError("data.format='problem' has no targets to learn from; SFT takes messages, "
+                          "prompt_completion or text")
+    if not cfg.data.train:
+        raise ConfigError("data.train is empty; set it to a .jsonl/.json/.parquet file, a dataset folder or hf:owner/name")
+
+
 def build_training(cfg: Config, hf_dir: str, total_steps: int) -> Any:
     """The sharded model from the HF checkpoint, wrapped with DDP, optimizer and LR schedule."""
     from nemo_r1.models.build import build_model
@@ -102,9 +114,9 @@ def run_sft(cfg: Config, state: Any = None) -> list[dict[str, Any]]:  # noqa: C9
     from nemo_r1.distributed import init_distributed
     from nemo_r1.metrics import MetricsLogger
     from nemo_r1.models.checkpoint import checkpoint_dir, load_checkpoint, save_checkpoint
-    from nemo_r1.trainers.grpo_run import check_model_path, resolve_model
+    from nemo_r1.trainers.grpo_run import resolve_model
 
-    check_model_path(cfg.model.path)
+    check_sft_config(cfg)
     from nemo_r1.platform import cuda_available
 
     if cfg.sft.packing and cuda_available():
@@ -192,9 +204,7 @@ def main(args: argparse.Namespace) -> int:
     """CLI entry: load the config (errors before any heavy import), run on this process or, for a
     TP x PP layout outside a launcher, on that many local CPU ranks."""
     cfg = load_config(args.config, args.overrides)
-    from nemo_r1.trainers.grpo_run import check_model_path
-
-    check_model_path(cfg.model.path)
+    check_sft_config(cfg)
     n = cfg.parallel.tensor * cfg.parallel.pipeline
     from nemo_r1.trainers.report import is_first_rank
 

@@ -22,9 +22,6 @@ def load_documents(cfg: Config, tokenizer: Any, which: str = "train") -> Fitted:
     from nemo_r1.data.config import DataConfig
     from nemo_r1.data.formats import load_examples
 
-    if cfg.data.format == "problem":
-        raise ValueError("data.format='problem' has no targets to learn; SFT takes messages, prompt_completion "
-                         "or text")
     dcfg = DataConfig(**to_dict(cfg)["data"])
     examples = load_examples(dcfg, tokenizer, which=which).examples
     return fit_documents(examples, cfg.train.max_seq_len, cfg.sft.overlong)
