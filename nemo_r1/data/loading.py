@@ -206,6 +206,25 @@ def _check_row(row: dict[str, Any], fmt: str) -> str | None:
     return None
 
 
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def chat_messages(turns: list[Any], system: Any = None) -> list[Any]:
+    """Turns as {role, content}: ShareGPT turns ({from: human|gpt, value}, Bespoke-Stratos, OpenThoughts)
+    are renamed, and a separate `system` column becomes the first message (unless one is there).
+    Turns already in {role, content} form (OpenR1-Math, Mixture-of-Thoughts) pass through; anything
+    else is left for the row check to report."""
+    out = []
+    for t in turns:
+        if isinstance(t, dict) and "role" not in t and "from" in t and "value" in t:
+            t = {"role": SHAREGPT_ROLES.get(str(t["from"]), str(t["from"])), "content": t["value"]}
+        out.append(t)
+    if isinstance(system, str) and system.strip() and not (out and isinstance(out[0], dict)
+                                                           and out[0].get("role") == "system"):
+        out.insert(0, {"role": "system", "content": system})
+    return out
+
+
 def load_rows(source: str, fmt: str = "problem", columns: dict[str, str] | None = None, split: str = "train",
               skip_bad_rows: bool = False, max_samples: int | None = None) -> Rows:
     """Rows of `source` checked for format `fmt`, with `columns` ({target: source}) applied.
@@ -229,6 +248,8 @@ def load_rows(source: str, fmt: str = "problem", columns: dict[str, str] | None 
                     error = "answer has `####` but no value after it"
                 else:
                     row["solution"], row["answer"] = row["answer"].split("####")[0].strip(), final
+            elif fmt == "messages" and isinstance(row.get("messages"), list):
+                row["messages"] = chat_messages(row["messages"], row.get("system"))
             elif fmt == "problem" and row.get("answer") is None and isinstance(row.get("solution"), str):
                 from nemo_r1.rewards.extract import last_boxed  # the reward's own reading of \boxed{}
 

@@ -79,3 +79,18 @@ def test_prompt_completion_and_text_examples(tok, tmp_path):
     text.write_text(json.dumps({"text": "plain words"}) + "\n")
     t = load_examples(DataConfig(train=str(text), format="text"), tok).examples[0]
     assert _runs(tok, t["input_ids"], t["loss_mask"]) == ["plain words" + tok.eos_token]
+
+
+def test_sharegpt_trace_rows_become_chat_messages(tok, tmp_path):
+    """A Bespoke-Stratos-style row: `system` column, `conversations` of {from, value} turns."""
+    row = {"system": "Reason, then answer.", "conversations": [
+        {"from": "user", "value": "1+1?"}, {"from": "assistant", "value": "<think>one and one</think> 2"}]}
+    path = tmp_path / "stratos.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    ex = load_examples(DataConfig(train=str(path), format="messages", columns={"messages": "conversations"}),
+                       tok).examples[0]
+    assert ex["messages"] == [{"role": "system", "content": "Reason, then answer."},
+                              {"role": "user", "content": "1+1?"},
+                              {"role": "assistant", "content": "<think>one and one</think> 2"}]
+    assert _runs(tok, ex["input_ids"], ex["loss_mask"]) == ["<think>one and one</think> 2<|im_end|>\n"]
+    assert tok.decode(ex["input_ids"]).startswith("<|im_start|>system\nReason, then answer.<|im_end|>")
