@@ -189,6 +189,10 @@ def run_sft(cfg: Config, state: Any = None) -> list[dict[str, Any]]:  # noqa: C9
     bar.close()
     if log is not None:
         log.close()
+        if cfg.logging.plots:
+            from nemo_r1.plot import plot_metrics
+
+            plot_metrics(out, smooth=5)
     return rows
 
 
