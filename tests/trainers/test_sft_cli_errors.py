@@ -1,6 +1,6 @@
-"""`nemo-r1 sft` mistakes end in one line naming the key or file, before any model loads."""
+"""`nemo-r1 sft` config mistakes end in one line naming the key, before any model loads (a broken
+data row's one-line error is the shared loader's, tested in tests/foundation/test_cli_errors.py)."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,13 +25,3 @@ def test_config_mistakes_are_one_line(overrides, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
 
-
-def test_a_broken_row_names_the_file_and_line(tmp_path):
-    from sft_ranks import make_tiny_chat_model
-
-    hf = make_tiny_chat_model(tmp_path / "model")
-    data = tmp_path / "bad.jsonl"
-    data.write_text(json.dumps({"text": "fine"}) + "\n" + '{"text": "cut sho\n')
-    proc = _sft(f"model.path={hf}", f"data.train={data}", "data.format=text", f"output_dir={tmp_path / 'out'}")
-    assert proc.returncode == 1
-    assert f"{data}:2: invalid JSON" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
