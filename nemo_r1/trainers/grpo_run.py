@@ -24,7 +24,15 @@ from nemo_r1.trainers.grpo import (
     train_on_batch,
     write_samples,
 )
-from nemo_r1.trainers.lifecycle import StopFlag, any_rank, prune_checkpoints, resume_dir, step_seed
+from nemo_r1.trainers.lifecycle import (
+    StopFlag,
+    any_rank,
+    checkpoint_due,
+    finish_run,
+    prune_checkpoints,
+    resume_dir,
+    step_seed,
+)
 
 
 def check_model_path(path: str) -> None:
@@ -193,16 +201,10 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                 bar.update(step + 1, {"reward": f"{row['reward/mean']:.3f}", "s/step": f"{row['timing/step_s']:.1f}"})
             done = step + 1 == cfg.train.max_steps
             stopping = any_rank(stop.stop)  # Slurm signals nodes at different moments: save together
-            if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stopping or \
-                    (done and cfg.checkpoint.save_final):
+            if checkpoint_due(cfg.checkpoint.every, step + 1, done, cfg.checkpoint.save_final, stopping):
                 save(policy, cfg, step + 1, is_rank0)
             if stopping:
                 break
     bar.close()
-    if log is not None:
-        log.close()
-        if cfg.logging.plots:
-            from nemo_r1.plot import plot_metrics
-
-            plot_metrics(out, smooth=5)
+    finish_run(log, out, cfg.logging.plots)
     return rows_logged

@@ -118,3 +118,19 @@ def any_rank(flag: bool) -> bool:
     t = torch.tensor([int(flag)])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def checkpoint_due(every: int, step: int, last: bool, save_final: bool, stopping: bool) -> bool:
+    """Save every `every` steps, when the ranks agreed to stop, and after the last step if asked."""
+    return bool(every and step % every == 0) or stopping or (last and save_final)
+
+
+def finish_run(log: Any, output_dir: str | Path, plots: bool) -> None:
+    """Close the metrics sink (the rank holding it) and, on request, draw the curves."""
+    if log is None:
+        return
+    log.close()
+    if plots:
+        from nemo_r1.plot import plot_metrics
+
+        plot_metrics(Path(output_dir), smooth=5)

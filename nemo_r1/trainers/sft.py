@@ -21,7 +21,14 @@ import torch.distributed as dist
 
 from nemo_r1.algorithms.sft import nll_loss
 from nemo_r1.config import Config, ConfigError, load_config, save_config, to_dict
-from nemo_r1.trainers.lifecycle import StopFlag, any_rank, prune_checkpoints, resume_dir
+from nemo_r1.trainers.lifecycle import (
+    StopFlag,
+    any_rank,
+    checkpoint_due,
+    finish_run,
+    prune_checkpoints,
+    resume_dir,
+)
 from nemo_r1.trainers.sft_data import SFTData, build_sft_data, load_documents
 
 
@@ -181,18 +188,12 @@ def run_sft(cfg: Config, state: Any = None) -> list[dict[str, Any]]:  # noqa: C9
                 rows.append({"step": step + 1, **row})
                 bar.update(step + 1, {"loss": f"{row['train/loss']:.4f}", "s/step": f"{seconds:.1f}"})
             stopping = any_rank(stop.stop)
-            if (cfg.checkpoint.every and (step + 1) % cfg.checkpoint.every == 0) or stopping or \
-                    (done and cfg.checkpoint.save_final):
+            if checkpoint_due(cfg.checkpoint.every, step + 1, done, cfg.checkpoint.save_final, stopping):
                 save(step + 1)
             if stopping:
                 break
     bar.close()
-    if log is not None:
-        log.close()
-        if cfg.logging.plots:
-            from nemo_r1.plot import plot_metrics
-
-            plot_metrics(out, smooth=5)
+    finish_run(log, out, cfg.logging.plots)
     return rows
 
 
