@@ -8,14 +8,12 @@ is the same on every run of a given machine and software stack.
 """
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from kill_run import kill_after_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ["reward/mean", "reward/accuracy", "train/loss", "train/kl", "train/clip_frac", "train/logprob_diff",
@@ -55,18 +53,9 @@ def test_grpo_reward_rises_and_resumes_exactly_after_sigkill(tmp_path):
     # SIGKILL during step 2 (right after step 1's checkpoint appears), then resume: step 2 is redone
     # from that checkpoint and matches the uninterrupted run
     killed = tmp_path / "resumed"
-    log = tmp_path / "killed.log"
-    with log.open("w") as f:  # a file, not a pipe: a full pipe would stall the run
-        proc = subprocess.Popen(grpo_cmd(killed, "train.max_steps=3"), cwd=ROOT, stdout=f, stderr=f,
-                                start_new_session=True)
-    deadline = time.monotonic() + 900
-    while latest_checkpoint(killed) is None:
-        assert proc.poll() is None, f"run ended before its first checkpoint: {log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, "no checkpoint within 900 s"
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole session: nothing of the run survives
-    proc.wait()
-    assert latest_checkpoint(killed).name == "step_1", "killed too late: step 2 already checkpointed"
+    ckpt = kill_after_first_checkpoint(grpo_cmd(killed, "train.max_steps=3"), killed, tmp_path / "killed.log",
+                                       ROOT, timeout_s=900)  # the whole session: nothing of the run survives
+    assert ckpt.name == "step_1", "killed too late: step 2 already checkpointed"
     resumed = grpo(killed, "train.max_steps=2", "train.resume=auto")
     assert [r["step"] for r in resumed] == [1, 2]  # no duplicate or lost rows after the kill
     for key in ("reward/mean", "rollout/mean_length"):

@@ -2,16 +2,13 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from kill_run import kill_after_first_checkpoint
 from sft_ranks import make_tiny_chat_model, write_datasets
-
-from nemo_r1.models.checkpoint import latest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("train/loss", "train/grad_norm", "train/lr", "train/tokens_per_s", "train/packing_efficiency")
@@ -53,18 +50,10 @@ def test_sft_metrics_and_exact_resume_after_sigkill(tmp_path):
     assert rows[4]["train/epoch"] < 1 <= rows[5]["train/epoch"]
 
     killed = tmp_path / "killed"
-    log = tmp_path / "killed.log"
-    with log.open("w") as f:  # a file, not a pipe: a full pipe would stall the run
-        proc = subprocess.Popen(sft_cmd(hf, data, killed), cwd=ROOT, stdout=f, stderr=f, start_new_session=True,
-                                env=env)
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(killed) is None:
-        assert proc.poll() is None, f"run ended before its first checkpoint: {log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-epoch: step 2 of 5 saved, step 3 lost or half done
-    proc.wait()
-    assert latest_checkpoint(killed).name == "step_2", "killed too late"
+    # mid-epoch: step 2 of 5 saved, step 3 lost or half done
+    ckpt = kill_after_first_checkpoint(sft_cmd(hf, data, killed), killed, tmp_path / "killed.log", ROOT,
+                                       timeout_s=300, poll_s=0.05, env=env)
+    assert ckpt.name == "step_2", "killed too late"
     resumed = subprocess.run(sft_cmd(hf, data, killed, "train.resume=auto"), cwd=ROOT, capture_output=True,
                              text=True, timeout=600, env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
