@@ -26,7 +26,16 @@ class ModelConfig:
     path: str = "embedded:smollm2"
     """HF checkpoint dir, Megatron checkpoint dir, or `embedded:smollm2` (the bundled default)."""
     dtype: str = "float32"
-    """Training/rollout dtype; float32 on CPU (bf16 logprobs are far off there), bfloat16 on GPU."""
+    """Training/rollout dtype; float32 on CPU (bf16 logprobs are far off there), bfloat16 on GPU.
+    bfloat16 trains with fp32 main params (megatron's mixed-precision optimizer)."""
+    recompute: str = "none"
+    """Activation recompute: `none` | `selective` | `full`. Trades compute for activation memory at
+    long sequence lengths: `selective` recomputes core attention only, `full` every layer."""
+
+    def __post_init__(self) -> None:
+        modes = ["none", "selective", "full"]
+        if self.recompute not in modes:
+            raise ValueError(f"model.recompute={self.recompute!r} is not one of {modes}")
 
 
 @dataclass
@@ -71,6 +80,9 @@ class OptimConfig:
     adam_eps: float = 1e-8
     warmup_steps: int = 0
     """Linear warmup from 0: step k (1-based) uses lr * k / warmup_steps."""
+    warmup_ratio: float = 0.0
+    """Warmup as a fraction of the run's total steps (open-r1's SFT uses 0.03); applies when
+    warmup_steps is 0."""
     scheduler: str = "constant"
     """`constant` | `cosine` | `linear` (after warmup)."""
     decay_steps: int | None = None
@@ -85,6 +97,14 @@ class OptimConfig:
             raise ValueError(f"optim.scheduler={self.scheduler!r} is not one of ['constant', 'cosine', 'linear']{hint}")
         if self.lr < 0 or self.min_lr < 0 or self.min_lr > self.lr:
             raise ValueError(f"need 0 <= optim.min_lr ({self.min_lr}) <= optim.lr ({self.lr})")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"optim.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps of a run of `total_steps`: warmup_steps, else the ratio's share (at least 1)."""
+        if self.warmup_steps or not self.warmup_ratio:
+            return self.warmup_steps
+        return max(1, round(self.warmup_ratio * total_steps))
 
 
 @dataclass

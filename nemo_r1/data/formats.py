@@ -1,6 +1,8 @@
 """Rows -> training examples for the four formats.
 
 - `problem`: a rendered prompt plus the gold answer and every other column (rewards read them).
+  For SFT (`targets=True`) the row's worked `solution` becomes the assistant turn after that same
+  prompt, ending in `\\boxed{answer}`: the student learns the exact format eval and GRPO ask for.
 - `messages`: chat SFT, token ids with a loss mask that is 1 only on assistant turns.
 - `prompt_completion`: SFT on raw text pairs, loss on the completion (and the EOS after it).
 - `text`: plain language modelling, loss on every token.
@@ -13,12 +15,13 @@ tokens) is the part to learn; tokens are then marked through the tokenizer's cha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from nemo_r1.data.config import DataConfig
 from nemo_r1.data.decontam import decontaminate_rows
-from nemo_r1.data.loading import Rows, load_rows
+from nemo_r1.data.loading import DataError, Rows, load_rows
 from nemo_r1.data.templates import problem_messages, render_prompt, resolve_chat_template
 
 
@@ -36,6 +39,30 @@ def problem_example(row: dict[str, Any], cfg: DataConfig, tokenizer: Any | None)
     if "answer" in row:  # code problems have tests instead
         out["answer"] = str(row["answer"]).strip()
     return out
+
+
+_CALCULATOR_NOTE = re.compile(r"<<[^<>]*>>")
+
+
+def solution_target(row: dict[str, Any]) -> str:
+    """The worked solution as a boxed-answer completion: GSM8K's `<<48/2=24>>` calculator notes go
+    (nothing a model should imitate), and a solution without `\\boxed{}` gets its gold answer boxed
+    at the end."""
+    text = _CALCULATOR_NOTE.sub("", str(row["solution"])).strip()
+    if "\\boxed{" not in text:
+        text += f"\nThe final answer is \\boxed{{{str(row['answer']).strip()}}}."
+    return text
+
+
+def problem_sft_example(row: dict[str, Any], cfg: DataConfig, tokenizer: Any, max_len: int | None,
+                        where: str = "a problem row") -> dict[str, Any]:
+    """A problem row as an SFT document: the prompt `problem_example` renders, then the solution."""
+    if not isinstance(row.get("solution"), str) or not row["solution"].strip():
+        raise DataError(f"{where} has no `solution` to learn from (columns {sorted(row)}); SFT on "
+                        "data.format=problem needs worked solutions (map one with data.columns, e.g. {solution: <name>})")
+    msgs = problem_messages(row["problem"], cfg.system_prompt, cfg.prompt_suffix, cfg.few_shot)
+    msgs.append({"role": "assistant", "content": solution_target(row)})
+    return {**row, **tokenize_messages(msgs, tokenizer, cfg.chat_template, max_len)}
 
 
 def _assistant_spans(messages: list[dict[str, str]], tokenizer: Any, template: str | None) -> tuple[str, list[tuple[int, int]]]:
@@ -101,9 +128,17 @@ def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None
     return [{"role": "system", "content": system}, *messages]
 
 
-def build_examples(rows: Rows, cfg: DataConfig, tokenizer: Any | None = None, max_len: int | None = None) -> Examples:
-    """Examples of `cfg.format` from loaded rows; every format but `problem` needs a tokenizer."""
-    if cfg.format == "problem":
+def build_examples(rows: Rows, cfg: DataConfig, tokenizer: Any | None = None, max_len: int | None = None,
+                   targets: bool = False) -> Examples:
+    """Examples of `cfg.format` from loaded rows; every format but `problem` needs a tokenizer.
+
+    targets: build SFT documents (token ids + loss mask); `problem` rows then learn their solution."""
+    if cfg.format == "problem" and targets:
+        if tokenizer is None:
+            raise ValueError("SFT on data.format='problem' needs a tokenizer")
+        out = [problem_sft_example(r, cfg, tokenizer, max_len, f"{rows.source} row {i + 1}")
+               for i, r in enumerate(rows.rows)]
+    elif cfg.format == "problem":
         out = [problem_example(r, cfg, tokenizer) for r in rows.rows]
     else:
         if tokenizer is None:
@@ -120,7 +155,7 @@ def build_examples(rows: Rows, cfg: DataConfig, tokenizer: Any | None = None, ma
 
 
 def load_examples(cfg: DataConfig, tokenizer: Any | None = None, which: str = "train",
-                  max_len: int | None = None) -> Examples:
+                  max_len: int | None = None, targets: bool = False) -> Examples:
     """Load `cfg.train` (or `cfg.eval`) and build examples: the data layer's one entry point."""
     source = cfg.train if which == "train" else cfg.eval
     if not source:
@@ -128,4 +163,4 @@ def load_examples(cfg: DataConfig, tokenizer: Any | None = None, which: str = "t
     rows = load_rows(source, cfg.format, cfg.columns, cfg.split, cfg.skip_bad_rows, cfg.max_samples)
     if which == "train" and cfg.decontaminate:
         rows = decontaminate_rows(rows, cfg.decontaminate)
-    return build_examples(rows, cfg, tokenizer, max_len)
+    return build_examples(rows, cfg, tokenizer, max_len, targets)

@@ -101,9 +101,10 @@ def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, c
                            use_distributed_optimizer=cfg.distributed_optimizer)
     optimizer = get_megatron_optimizer(ocfg, [ddp])
     use_fused_cpu_adam(optimizer)
-    decay = max(cfg.decay_steps or total_steps, cfg.warmup_steps + 1)
+    warmup = cfg.warmup_for(total_steps)
+    decay = max(cfg.decay_steps or total_steps, warmup + 1)
     scheduler = OptimizerParamScheduler(
-        optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=cfg.warmup_steps,
+        optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=warmup,
         lr_decay_steps=decay, lr_decay_style=cfg.scheduler, start_wd=cfg.weight_decay, end_wd=cfg.weight_decay,
         wd_incr_steps=decay, wd_incr_style="constant")
     from megatron.core import parallel_state as ps

@@ -37,9 +37,6 @@ def check_sft_config(cfg: Config) -> None:
     from nemo_r1.trainers.grpo_run import check_model_path
 
     check_model_path(cfg.model.path)
-    if cfg.data.format == "problem":
-        raise ConfigError("data.format='problem' has no targets to learn from; SFT takes messages, "
-                          "prompt_completion or text")
     if not cfg.data.train:
         raise ConfigError("data.train is empty; set it to a .jsonl/.json/.parquet file, a dataset folder or hf:owner/name")
 
@@ -47,12 +44,12 @@ def check_sft_config(cfg: Config) -> None:
 def build_training(cfg: Config, hf_dir: str, total_steps: int) -> Any:
     """The sharded model from the HF checkpoint, wrapped with DDP, optimizer and LR schedule."""
     from nemo_r1.models.build import build_model
-    from nemo_r1.models.config import model_info, read_hf_config
+    from nemo_r1.models.config import model_info, read_hf_config, recompute_overrides
     from nemo_r1.models.hf_import import load_hf_weights
     from nemo_r1.models.train import setup_training
 
     info = model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor)
-    model = build_model(info, dtype=cfg.model.dtype)
+    model = build_model(info, dtype=cfg.model.dtype, **recompute_overrides(cfg.model.recompute))
     load_hf_weights(model, hf_dir)
     return setup_training(model, cfg.optim, total_steps=total_steps, clip_grad=cfg.train.grad_clip)
 

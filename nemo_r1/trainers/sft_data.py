@@ -23,7 +23,7 @@ def load_documents(cfg: Config, tokenizer: Any, which: str = "train") -> Fitted:
     from nemo_r1.data.formats import load_examples
 
     dcfg = DataConfig(**to_dict(cfg)["data"])
-    examples = load_examples(dcfg, tokenizer, which=which).examples
+    examples = load_examples(dcfg, tokenizer, which=which, targets=True).examples
     return fit_documents(examples, cfg.train.max_seq_len, cfg.sft.overlong)
 
 

@@ -94,3 +94,30 @@ def test_sharegpt_trace_rows_become_chat_messages(tok, tmp_path):
                               {"role": "assistant", "content": "<think>one and one</think> 2"}]
     assert _runs(tok, ex["input_ids"], ex["loss_mask"]) == ["<think>one and one</think> 2<|im_end|>\n"]
     assert tok.decode(ex["input_ids"]).startswith("<|im_start|>system\nReason, then answer.<|im_end|>")
+
+
+def test_problem_rows_learn_their_solution_after_the_eval_prompt(tok, tmp_path):
+    """GSM8K rows as SFT documents: the prompt is exactly the one eval/GRPO render, and the trained
+    tokens are the rationale without calculator notes, ending in the boxed gold."""
+    from nemo_r1.data.templates import BOXED_SUFFIX, problem_messages, render_prompt
+
+    path = tmp_path / "gsm.jsonl"
+    path.write_text(json.dumps({"question": "Ann has 3 bags of 4 apples. How many apples?",
+                                "answer": "She has 3*4 = <<3*4=12>>12 apples.\n#### 12"}) + "\n")
+    cfg = DataConfig(train=str(path), format="problem", columns={"problem": "question"})
+    ex = load_examples(cfg, tok, targets=True).examples[0]
+    prompt = render_prompt(problem_messages("Ann has 3 bags of 4 apples. How many apples?", None, BOXED_SUFFIX), tok)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert ex["input_ids"][:n_prompt] == tok(prompt, add_special_tokens=False)["input_ids"]
+    assert not any(ex["loss_mask"][:n_prompt])
+    assert _runs(tok, ex["input_ids"], ex["loss_mask"]) == [
+        "She has 3*4 = 12 apples.\nThe final answer is \\boxed{12}.<|im_end|>\n"]
+
+
+def test_problem_rows_without_solution_are_refused(tok, tmp_path):
+    from nemo_r1.data import DataError
+
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n")
+    with pytest.raises(DataError, match=r"p.jsonl row 1 has no `solution`"):
+        load_examples(DataConfig(train=str(path), format="problem"), tok, targets=True)

@@ -112,3 +112,14 @@ def test_all_shipped_configs_load():
         if f.name.startswith("_") or "cluster" in f.parts:
             continue
         load_config(f)
+
+
+def test_warmup_ratio_gives_a_share_of_the_run():
+    from nemo_r1.config import OptimConfig
+
+    assert OptimConfig(warmup_ratio=0.03).warmup_for(1000) == 30
+    assert OptimConfig(warmup_ratio=0.03).warmup_for(10) == 1  # never rounds to no warmup
+    assert OptimConfig(warmup_ratio=0.03, warmup_steps=7).warmup_for(1000) == 7  # explicit steps win
+    assert OptimConfig().warmup_for(1000) == 0
+    with pytest.raises(ConfigError, match="optim.warmup_ratio must be in"):
+        load_config(None, ["optim.warmup_ratio=1.5"])

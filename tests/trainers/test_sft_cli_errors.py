@@ -16,11 +16,13 @@ def _sft(*overrides: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["data.format=problem", "data.train=x.jsonl"], "config error: data.format='problem' has no targets"),
+    (["data.format=problem", "data.train={rows}"], "row 1 has no `solution` to learn from"),
     (["data.format=text"], "config error: data.train is empty"),
 ])
-def test_config_mistakes_are_one_line(overrides, message):
-    proc = _sft(*overrides)
+def test_config_mistakes_are_one_line(overrides, message, tmp_path):
+    rows = tmp_path / "problems.jsonl"
+    rows.write_text('{"problem": "1+1?", "answer": "2"}\n')
+    proc = _sft(*[o.format(rows=rows) for o in overrides])
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr

@@ -19,7 +19,7 @@ def sft_cmd(hf: Path, data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "nemo_r1.cli", "sft", f"model.path={hf}", f"data.train={data / 'text.jsonl'}",
             f"data.eval={data / 'held_out' / 'text.jsonl'}", "data.format=text", f"output_dir={out}",
             "train.max_seq_len=64", "train.global_batch_size=4", "train.micro_batch_size=2", "train.max_steps=7",
-            "optim.lr=3e-3", "optim.min_lr=3e-4", "optim.scheduler=cosine", "optim.warmup_steps=2",
+            "optim.lr=3e-3", "optim.min_lr=3e-4", "optim.scheduler=cosine", "optim.warmup_ratio=0.25",  # 0.25 x 7 steps -> 2
             "checkpoint.every=2", "checkpoint.keep=1", "sft.eval_every=3", "logging.tensorboard=false",
             "sft.overlong=truncate", *extra]
 
