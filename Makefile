@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install slurm demo test lint bench clean-venv
+.PHONY: install slurm demo distill test lint bench clean-venv
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml tools/install_venv.sh
 
 demo: install
 	$(VENV)/bin/nemo-r1 demo
+
+# GSM8K distillation SFT on CPU with base and student evals (about an hour on 2 cores; README)
+distill: install
+	bash tools/distill_gsm8k.sh
 
 # The launcher tests run a real Slurm cluster on this host. Checked first: as root it is installed
 # (once, idempotent); without the rights to install, this stops in a second with the command to run.

@@ -123,3 +123,13 @@ def test_warmup_ratio_gives_a_share_of_the_run():
     assert OptimConfig().warmup_for(1000) == 0
     with pytest.raises(ConfigError, match="optim.warmup_ratio must be in"):
         load_config(None, ["optim.warmup_ratio=1.5"])
+
+
+def test_openr1_distill_recipe_keeps_the_source_settings():
+    """The cluster SFT recipe is OpenR1-Distill-7B's: a drifted number is a different experiment."""
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs/cluster/train/qwen2.5-math-7b_distill_sft.yaml")
+    assert (cfg.optim.lr, cfg.optim.min_lr / cfg.optim.lr, cfg.optim.scheduler) == (4e-5, pytest.approx(0.1), "cosine")
+    assert (cfg.optim.warmup_steps, cfg.optim.warmup_ratio, cfg.sft.epochs) == (0, 0.03, 5)
+    assert (cfg.train.max_seq_len, cfg.train.global_batch_size, cfg.train.grad_clip) == (32768, 128, 0.2)
+    assert (cfg.model.dtype, cfg.data.format) == ("bfloat16", "messages")
+    assert cfg.data.train.startswith("hf:open-r1/Mixture-of-Thoughts")
