@@ -302,10 +302,14 @@ def _patch_torch_adam_step() -> None:
 
 class _CpuWgradAccum:
     """CPU stand-in for the `fused_weight_gradient_mlp_cuda` extension: main_grad += dY^T X in one
-    in-place GEMM (no temporary weight-gradient tensor, no separate add in the DDP hook)."""
+    in-place GEMM (no temporary weight-gradient tensor, no separate add in the DDP hook).
+    bf16/fp16 activations with an fp32 main_grad (bf16 training) are upcast first: the CUDA kernel
+    also accumulates their products in fp32, and addmm_ needs one dtype."""
 
     @staticmethod
     def wgrad_gemm_accum_fp32(total_input: torch.Tensor, grad_output: torch.Tensor, main_grad: torch.Tensor) -> None:
+        if grad_output.dtype != main_grad.dtype:
+            grad_output, total_input = grad_output.to(main_grad.dtype), total_input.to(main_grad.dtype)
         main_grad.addmm_(grad_output.t(), total_input)
 
     wgrad_gemm_accum_fp16 = wgrad_gemm_accum_fp32

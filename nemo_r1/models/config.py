@@ -140,3 +140,17 @@ def transformer_config(info: ModelInfo, tp: int, pp: int, dtype: str = "float32"
     )
     kw.update(overrides)
     return TransformerConfig(**kw)
+
+
+def recompute_overrides(mode: str) -> dict[str, Any]:
+    """TransformerConfig fields for the config's `model.recompute` (none | selective | full).
+
+    full: every layer's forward is recomputed in backward (only each layer's input is kept);
+    selective: megatron recomputes core attention only (the softmax(QK^T)V part)."""
+    if mode == "none":
+        return {}
+    if mode == "selective":
+        return {"recompute_granularity": "selective"}
+    if mode == "full":
+        return {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1}
+    raise ValueError(f"model.recompute={mode!r} is not one of ['none', 'selective', 'full']")
