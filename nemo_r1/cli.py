@@ -46,6 +46,7 @@ HANDLERS: dict[str, Command] = {
     "generate": Command("nemo_r1.rollout.cli", "generate_main", "generate completions with the rollout engine"),
     "filter": Command("nemo_r1.data.filter", "main", "filter generated traces (math-verify, pass rate)"),
     "decontaminate": Command("nemo_r1.data.decontaminate", "main", "8-gram decontamination against benchmarks"),
+    "data": Command("nemo_r1.data.stats", "main", "dataset statistics: counts, token lengths, pass rates, a PNG"),
     "convert": Command("nemo_r1.models.cli", "convert_main", "HF <-> Megatron checkpoints", "custom"),
     "launch": Command("launchers.cli", "launch_main", "run a subcommand under submitit (local or Slurm)"),
     "plan": Command("launchers.plan", "plan_main", "per-GPU memory estimate and layout advice"),
