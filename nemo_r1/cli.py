@@ -50,7 +50,7 @@ HANDLERS: dict[str, Command] = {
     "convert": Command("nemo_r1.models.cli", "convert_main", "HF <-> Megatron checkpoints", "custom"),
     "launch": Command("launchers.cli", "launch_main", "run a subcommand under submitit (local or Slurm)"),
     "plan": Command("launchers.plan", "plan_main", "per-GPU memory estimate and layout advice"),
-    "bench": Command("nemo_r1.bench", "main", "benchmarks: train | rollout | rewards | grpo | eval"),
+    "bench": Command("nemo_r1.bench", "main", "benchmarks: train | rollout | rewards | grpo | eval | sft"),
     "plot": Command("nemo_r1.cli", "plot_main", "draw metrics.jsonl curves to OUTPUT_DIR/plots/*.png", "custom"),
 }
 
