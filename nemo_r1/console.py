@@ -285,3 +285,11 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def raw_argv(args: object = None) -> list[str]:
+    """The argv of a `raw` subcommand: the CLI's namespace (its `rest`), an argv list, or sys.argv;
+    a leading `--` (as `nemo-r1 launch ... -- CMD` passes it) is dropped."""
+    rest = getattr(args, "rest", None)
+    argv = list(rest) if rest is not None else list(sys.argv[1:] if args is None else args)  # type: ignore[arg-type]
+    return argv[1:] if argv[:1] == ["--"] else argv

@@ -270,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
     """Entry point: `args` is the CLI's namespace (raw argv in `rest`) or an argv list."""
-    argv = list(args.rest) if isinstance(args, argparse.Namespace) else list(sys.argv[1:] if args is None else args)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
+    from nemo_r1.console import raw_argv
+
+    argv = raw_argv(args)
     ns = build_parser().parse_args(argv)
     report = decontaminate_file(ns.data, _split(ns.against), ns.out, ngram=ns.ngram,
                                 fields=_split(ns.fields) or ["problem"], columns=parse_columns(ns.columns),

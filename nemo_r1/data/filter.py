@@ -157,9 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
     """Entry point: `args` is the CLI's namespace (raw argv in `rest`) or an argv list."""
-    argv = list(args.rest) if isinstance(args, argparse.Namespace) else list(sys.argv[1:] if args is None else args)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
+    from nemo_r1.console import raw_argv
+
+    argv = raw_argv(args)
     ns = build_parser().parse_intermixed_args(argv)
     steps = parse_steps(ns.filters)
     if any(name == "judge" for name, _ in steps) and not ns.judge_model:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -168,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
     """Entry point: `args` is the CLI's namespace (raw argv in `rest`) or an argv list."""
-    argv = list(args.rest) if isinstance(args, argparse.Namespace) else list(sys.argv[1:] if args is None else args)
-    ns = build_parser().parse_args(argv[1:] if argv[:1] == ["--"] else argv)
+    from nemo_r1.console import raw_argv
+
+    ns = build_parser().parse_args(raw_argv(args))
     ctx = FilterContext(columns=parse_columns(ns.columns), tokenizer=ns.tokenizer, workers=ns.workers)
     stats = stats_file(ns.file, ctx, ns.out, ns.grade)
     print(table(stats))
