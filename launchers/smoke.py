@@ -79,7 +79,7 @@ def train_tiny_gpt(output_dir: str, steps: int = 4, tp: int = 2, seed: int = 0, 
 
     from nemo_r1.distributed import destroy_distributed, init_distributed
     from nemo_r1.metrics import MetricsLogger
-    from nemo_r1.trainers.lifecycle import StopFlag
+    from nemo_r1.signals import StopFlag
 
     torch.set_num_threads(1)
     if hidden % 64 or (hidden // 64) % tp:

@@ -5,7 +5,7 @@ before the limit; rank 0 calls `checkpoint()` on the submitted callable, which r
 submission to requeue). submitit would requeue the moment the signal arrives, in the middle of a
 training step; a multi-rank Megatron checkpoint needs every rank at a step boundary instead. So a
 Task takes the signal first on every rank and turns it into SIGTERM, which the trainers already
-treat as "save a checkpoint after this step and return" (nemo_r1.trainers.lifecycle.StopFlag).
+treat as "save a checkpoint after this step and return" (nemo_r1.signals.StopFlag).
 When the entry has returned, rank 0 runs submitit's own requeue path (`checkpoint()` + `scontrol
 requeue`); the requeued run resumes from the checkpoint (`train.resume=auto`). An entry that
 ignores SIGTERM is requeued after `grace_s` anyway and resumes from its last periodic checkpoint.

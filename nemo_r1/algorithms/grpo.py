@@ -1,4 +1,5 @@
-"""GRPO advantages and clipped policy losses (GRPO, BNPO, Dr. GRPO, DAPO) as pure tensor functions.
+"""GRPO advantages and the clipped policy loss (its variants: `loss_variants.LOSS_VARIANTS`) as pure
+tensor functions.
 
 Shapes: B sequences (prompts x generations), T completion tokens. Nothing here knows about ranks:
 to make gradient accumulation and data parallelism give the same gradient as one big batch, the
@@ -11,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+from nemo_r1.algorithms.loss_variants import Counts, get_loss_variant
+
 SCALES = ("group", "batch", "none")
 
 
@@ -46,13 +48,13 @@ def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask
                 dual_clip: float | None = None, rollout_logprobs: Tensor | None = None,
                 tis_cap: float | None = None, num_tokens: float | None = None,
                 num_sequences: float | None = None) -> tuple[Tensor, dict[str, float]]:
-    """Clipped surrogate (+ k3 KL, x truncated IS weight) aggregated by `loss_type`.
+    """Clipped surrogate (+ k3 KL, x truncated IS weight) aggregated by `loss_type`, a key of
+    `LOSS_VARIANTS` (each says which normaliser it divides by).
 
-    `num_tokens` (dapo) and `num_sequences` (grpo, dr_grpo) default to this batch's own counts;
-    pass global counts so that micro-batches and DP ranks add up to the full-batch loss.
+    `num_tokens` and `num_sequences` default to this batch's own counts; pass global counts so
+    that micro-batches and DP ranks add up to the full-batch loss.
     """
-    if loss_type not in LOSS_TYPES:
-        raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
+    variant = get_loss_variant(loss_type)
     if beta > 0 and ref_logprobs is None:
         raise ValueError("beta > 0 needs ref_logprobs (the reference model's logprobs)")
     mask = mask.to(logprobs.dtype)
@@ -79,20 +81,7 @@ def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask
         tis = torch.clamp(torch.exp(old_logprobs - rollout_logprobs), max=tis_cap).detach()
         per_token = per_token * tis
 
-    masked = per_token * mask
-    tokens_per_seq = mask.sum(dim=1)
-    if loss_type == "grpo":
-        seq_means = masked.sum(dim=1) / tokens_per_seq.clamp(min=1)
-        loss = seq_means.sum() / (num_sequences if num_sequences is not None else logprobs.shape[0])
-    elif loss_type == "bnpo":
-        loss = masked.sum() / mask.sum().clamp(min=1)
-    elif loss_type == "dr_grpo":
-        if max_completion_length is None:
-            raise ValueError("loss_type='dr_grpo' needs max_completion_length")
-        n_seq = num_sequences if num_sequences is not None else logprobs.shape[0]
-        loss = masked.sum() / (n_seq * max_completion_length)
-    else:  # dapo
-        loss = masked.sum() / (num_tokens if num_tokens is not None else mask.sum().clamp(min=1))
+    loss = variant.aggregate(per_token * mask, mask, Counts(num_tokens, num_sequences, max_completion_length))
 
     with torch.no_grad():
         n = mask.sum().clamp(min=1)

@@ -15,9 +15,31 @@ from typing import Any
 
 import torch
 
-from nemo_r1.config import OptimConfig  # one optimizer config: the `optim` section of the config tree
 from nemo_r1.models.forward import LossFn, StepOutput, forward_backward_logprobs
 from nemo_r1.platform import cuda_available, patches_applied
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """Adam and its LR schedule as plain values; a trainer fills them from its run config (whose
+    `optim` section also resolves warmup ratios into `warmup_steps`)."""
+
+    lr: float
+    """Peak learning rate (after warmup)."""
+    min_lr: float = 0.0
+    """Floor of the cosine/linear decay."""
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    warmup_steps: int = 0
+    """Linear warmup from 0: step k (1-based) uses lr * k / warmup_steps."""
+    scheduler: str = "constant"
+    """`constant` | `cosine` | `linear` (megatron's decay style after warmup)."""
+    decay_steps: int | None = None
+    """Steps until min_lr; None = the run's total steps."""
+    distributed_optimizer: bool = True
+    """Shard Adam state (and the fp32 master weights) over data-parallel ranks."""
 
 
 @dataclass
@@ -82,7 +104,7 @@ def _no_param_sync(*unused: Any, force_sync: bool = False, force_dispatch: bool 
     return None
 
 
-def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, clip_grad: float = 1.0) -> TrainState:
+def setup_training(model: torch.nn.Module, cfg: OptimSettings, total_steps: int, clip_grad: float = 1.0) -> TrainState:
     """Wrap `model` (from build_model) for training; call once per run, on every rank.
 
     clip_grad: global grad-norm clip, 0 disables (the config's `train.grad_clip`)."""
@@ -101,7 +123,7 @@ def setup_training(model: torch.nn.Module, cfg: OptimConfig, total_steps: int, c
                            use_distributed_optimizer=cfg.distributed_optimizer)
     optimizer = get_megatron_optimizer(ocfg, [ddp])
     use_fused_cpu_adam(optimizer)
-    warmup = cfg.warmup_for(total_steps)
+    warmup = cfg.warmup_steps
     decay = max(cfg.decay_steps or total_steps, warmup + 1)
     scheduler = OptimizerParamScheduler(
         optimizer, init_lr=0.0, max_lr=cfg.lr, min_lr=cfg.min_lr, lr_warmup_steps=warmup,

@@ -1,7 +1,7 @@
 """The GRPO loop itself: set up ranks, policy, engine, data and rewards; then step until done.
 
-Kept apart from `grpo.py` (the per-step pieces, testable without a model) so each file reads in
-one sitting. See `grpo.py` for the data flow.
+Kept apart from `grpo_step.py` (the per-step pieces, testable without a model) so each file reads
+in one sitting. `grpo.py` is the command that runs it and describes the data flow.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch
 import torch.distributed as dist
 
 from nemo_r1.config import Config, ConfigError, save_config, to_dict
-from nemo_r1.trainers.grpo import (
+from nemo_r1.signals import StopFlag
+from nemo_r1.trainers.grpo_step import (
     PromptSampler,
     build_train_batch,
     reward_metrics,
@@ -25,7 +26,6 @@ from nemo_r1.trainers.grpo import (
     write_samples,
 )
 from nemo_r1.trainers.lifecycle import (
-    StopFlag,
     any_rank,
     checkpoint_due,
     finish_run,

@@ -1,7 +1,7 @@
-"""Run lifecycle shared by the trainers: stop signals, step seeds, sample logs, run setup.
+"""Run lifecycle shared by the trainers: step seeds, sample logs, resume, checkpoints, run setup.
 
-SIGTERM (Slurm preemption, `kill`) and SIGINT (Ctrl-C) must not lose work: the handler only sets
-a flag; the loop notices it at the next step boundary, saves a checkpoint and exits cleanly.
+The stop flag the loops check at each step boundary (SIGTERM/SIGINT) is `nemo_r1.signals.StopFlag`,
+shared with the launchers.
 """
 
 from __future__ import annotations
@@ -9,41 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nemo_r1.config import OptimConfig
+    from nemo_r1.models.train import OptimSettings
 
 
-class StopFlag:
-    """Set by SIGTERM/SIGINT; a second Ctrl-C restores the default handler (hard stop)."""
+def optim_settings(optim: OptimConfig, total_steps: int) -> OptimSettings:
+    """The `optim` section as the plain values `models.train.setup_training` takes, its warmup
+    (steps or a ratio of the run) resolved for a run of `total_steps`."""
+    from nemo_r1.models.train import OptimSettings
 
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: the caller owns signals
-                pass
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signal is not None and signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        self.signal = signum
-        print(f"\n[nemo-r1] received {signal.Signals(signum).name}: saving a checkpoint after this step, then exiting",
-              flush=True)
-
-    @property
-    def stop(self) -> bool:
-        return self.signal is not None
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    return OptimSettings(lr=optim.lr, min_lr=optim.min_lr, weight_decay=optim.weight_decay,
+                         adam_beta1=optim.adam_beta1, adam_beta2=optim.adam_beta2, adam_eps=optim.adam_eps,
+                         warmup_steps=optim.warmup_for(total_steps), scheduler=optim.scheduler,
+                         decay_steps=optim.decay_steps, distributed_optimizer=optim.distributed_optimizer)
 
 
 def step_seed(seed: int, step: int, purpose: str) -> int:

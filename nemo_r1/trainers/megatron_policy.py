@@ -120,6 +120,7 @@ def build_policy(cfg: Config, hf_dir: str) -> MegatronPolicy:
     from nemo_r1.models.config import model_info, read_hf_config, recompute_overrides
     from nemo_r1.models.hf_import import load_hf_weights
     from nemo_r1.models.train import setup_training
+    from nemo_r1.trainers.lifecycle import optim_settings
 
     init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
     info = model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor)
@@ -129,7 +130,8 @@ def build_policy(cfg: Config, hf_dir: str) -> MegatronPolicy:
         load_hf_weights(m, hf_dir)
         return m
 
-    state = setup_training(from_hf(), cfg.optim, total_steps=cfg.train.max_steps, clip_grad=cfg.train.grad_clip)
+    steps = cfg.train.max_steps
+    state = setup_training(from_hf(), optim_settings(cfg.optim, steps), total_steps=steps, clip_grad=cfg.train.grad_clip)
     ref = None
     if cfg.grpo.beta > 0:  # the KL anchor: the initial weights, frozen (not checkpointed: rebuilt from hf_dir)
         ref = from_hf()

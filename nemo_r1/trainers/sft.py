@@ -21,11 +21,12 @@ import torch.distributed as dist
 
 from nemo_r1.algorithms.sft import nll_loss
 from nemo_r1.config import Config, ConfigError, load_config, save_config, to_dict
+from nemo_r1.signals import StopFlag
 from nemo_r1.trainers.lifecycle import (
-    StopFlag,
     any_rank,
     checkpoint_due,
     finish_run,
+    optim_settings,
     prune_checkpoints,
     resume_dir,
 )
@@ -51,7 +52,8 @@ def build_training(cfg: Config, hf_dir: str, total_steps: int) -> Any:
     info = model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor)
     model = build_model(info, dtype=cfg.model.dtype, **recompute_overrides(cfg.model.recompute))
     load_hf_weights(model, hf_dir)
-    return setup_training(model, cfg.optim, total_steps=total_steps, clip_grad=cfg.train.grad_clip)
+    return setup_training(model, optim_settings(cfg.optim, total_steps), total_steps=total_steps,
+                          clip_grad=cfg.train.grad_clip)
 
 
 def _dp() -> tuple[int, int, Any]:

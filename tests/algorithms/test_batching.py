@@ -39,7 +39,7 @@ def test_informative_groups():
 
 
 def test_groups_with_gradient_keeps_whole_groups_with_signal():
-    from nemo_r1.trainers.grpo import groups_with_gradient
+    from nemo_r1.trainers.grpo_step import groups_with_gradient
 
     # 3 groups of 2: group 0 has signal, group 1 zero advantages, group 2 signal but fully masked
     b = build_batch([[1]] * 6, [[2, 3], [4], [5, 6, 7], [8], [9], [10, 11]],
@@ -56,7 +56,7 @@ def test_groups_with_gradient_keeps_whole_groups_with_signal():
 
 def test_skip_only_where_it_is_exact():
     from nemo_r1.config import load_config
-    from nemo_r1.trainers.grpo import can_skip_zero_advantage
+    from nemo_r1.trainers.grpo_step import can_skip_zero_advantage
 
     assert can_skip_zero_advantage(load_config(None, ["grpo.loss_type=dapo"]))
     assert can_skip_zero_advantage(load_config(None, ["grpo.loss_type=dr_grpo"]))

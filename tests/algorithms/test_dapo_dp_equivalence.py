@@ -4,6 +4,7 @@ import torch
 import torch.distributed as dist
 
 from nemo_r1.algorithms.grpo import policy_loss
+from nemo_r1.algorithms.loss_variants import LOSS_VARIANTS
 from nemo_r1.distributed import run_on_cpu_ranks
 
 B, T, V, H = 8, 6, 11, 5
@@ -51,7 +52,11 @@ def _worker(loss_type: str) -> torch.Tensor:
 
 
 def test_dapo_grpo_drgrpo_accumulate_to_the_full_batch_gradient():
-    for loss_type in ("dapo", "grpo", "dr_grpo"):
+    """Every variant that claims whole-batch normalisers (the trainer skips zero-advantage groups
+    for those) adds up to the full-batch gradient."""
+    global_variants = [name for name, v in LOSS_VARIANTS.items() if v.global_counts]
+    assert set(global_variants) >= {"dapo", "grpo", "dr_grpo"}
+    for loss_type in global_variants:
         got = run_on_cpu_ranks(_worker, 2, loss_type)[0]
         want = _full_batch_grad(loss_type)
         assert torch.allclose(got, want, atol=1e-6, rtol=1e-5), (loss_type, (got - want).abs().max())

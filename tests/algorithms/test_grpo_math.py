@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nemo_r1.algorithms.grpo import compute_advantages, policy_loss
+from nemo_r1.algorithms.loss_variants import LOSS_VARIANTS
 
 
 def test_group_advantages_hand_values():
@@ -54,12 +55,25 @@ SEQ0 = [-1.0, -1.28, -0.625]
 SEQ1 = [1.6, 3.6]
 
 
-@pytest.mark.parametrize("loss_type,expected", [
-    ("dapo", (sum(SEQ0) + sum(SEQ1)) / 5),
-    ("bnpo", (sum(SEQ0) + sum(SEQ1)) / 5),
-    ("grpo", (sum(SEQ0) / 3 + sum(SEQ1) / 2) / 2),
-    ("dr_grpo", (sum(SEQ0) + sum(SEQ1)) / (2 * 4)),
-])
+HAND_VALUES = {
+    "dapo": (sum(SEQ0) + sum(SEQ1)) / 5,
+    "bnpo": (sum(SEQ0) + sum(SEQ1)) / 5,
+    "grpo": (sum(SEQ0) / 3 + sum(SEQ1) / 2) / 2,
+    "dr_grpo": (sum(SEQ0) + sum(SEQ1)) / (2 * 4),
+}
+
+
+def test_every_loss_variant_has_a_hand_value():
+    assert set(HAND_VALUES) == set(LOSS_VARIANTS)
+
+
+def test_unknown_loss_type_names_the_variants():
+    logp, old, adv, mask = _batch()
+    with pytest.raises(ValueError, match=r"loss_type='gspo' is not one of \('grpo', 'bnpo', 'dr_grpo', 'dapo'\)"):
+        policy_loss(logp, old, adv, mask, loss_type="gspo")
+
+
+@pytest.mark.parametrize("loss_type,expected", list(HAND_VALUES.items()))
 def test_loss_types_hand_values(loss_type, expected):
     logp, old, adv, mask = _batch()
     loss, m = policy_loss(logp, old, adv, mask, loss_type=loss_type, max_completion_length=4)

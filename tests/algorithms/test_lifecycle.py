@@ -4,7 +4,8 @@ import json
 import os
 import signal
 
-from nemo_r1.trainers.lifecycle import SampleLog, StopFlag, step_seed
+from nemo_r1.signals import StopFlag
+from nemo_r1.trainers.lifecycle import SampleLog, step_seed
 
 
 def test_sigterm_sets_flag_and_handlers_are_restored():
@@ -31,3 +32,18 @@ def test_sample_log_resume(tmp_path):
     SampleLog(tmp_path / "samples.jsonl", resume_step=1).write(2, [{"completion": "B"}])
     rows = [json.loads(x) for x in (tmp_path / "samples.jsonl").read_text().splitlines()]
     assert rows == [{"step": 1, "completion": "a"}, {"step": 2, "completion": "B"}]
+
+
+def test_optim_settings_carry_the_optim_section_with_warmup_resolved():
+    from dataclasses import fields
+
+    from nemo_r1.config import OptimConfig
+    from nemo_r1.trainers.lifecycle import optim_settings
+
+    optim = OptimConfig(lr=3e-4, min_lr=1e-5, weight_decay=0.1, adam_beta1=0.8, adam_beta2=0.95, adam_eps=1e-6,
+                        warmup_ratio=0.03, scheduler="cosine", decay_steps=900, distributed_optimizer=False)
+    s = optim_settings(optim, total_steps=1000)
+    assert s.warmup_steps == 30  # the ratio's share of this run
+    for f in fields(s):
+        if f.name != "warmup_steps":
+            assert getattr(s, f.name) == getattr(optim, f.name), f.name

@@ -85,7 +85,7 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
     from nemo_r1.models.fused import FusedRMSNorm
     from nemo_r1.models.hf_export import iter_hf_weights
     from nemo_r1.models.hf_import import load_hf_weights
-    from nemo_r1.models.train import OptimConfig, setup_training, torch_optimizers
+    from nemo_r1.models.train import OptimSettings, setup_training, torch_optimizers
 
     out: dict = {"logits": {}, "step": {}, "resume": {}, "fused": {}}
     toks = tokens()
@@ -101,8 +101,8 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
             if _is_reporter():
                 out["logits"][(fam, tp, pp)] = logits
             if (tp, pp) in [(1, 1), (2, 2)]:
-                state = setup_training(model, OptimConfig(lr=1e-3, adam_eps=1e-6,
-                                                                 distributed_optimizer=False), 10, clip_grad=0.0)
+                state = setup_training(model, OptimSettings(lr=1e-3, adam_eps=1e-6,
+                                                            distributed_optimizer=False), 10, clip_grad=0.0)
                 loss = _step(state, batch)
                 grads = {n: t.clone() for n, t in iter_hf_weights(state.model, grads=True)}
                 weights = {n: t.clone() for n, t in iter_hf_weights(state.model)}
@@ -116,7 +116,7 @@ def _rank(hf_dirs: dict[str, str], work: str) -> dict:
 
     # Resume: save at TP2 (DP2) after step 1, continue at PP2 (DP2).
     d = hf_dirs["llama"]
-    cfg = OptimConfig(lr=2e-3, warmup_steps=1, scheduler="cosine")
+    cfg = OptimSettings(lr=2e-3, warmup_steps=1, scheduler="cosine")
     init_distributed(tp=2, pp=1)
     model = build_model(model_info(read_hf_config(d), tp=2))
     load_hf_weights(model, d)

@@ -32,7 +32,7 @@ def grpo_update(hf_dir: str, tp: int, pp: int, skip_prompt: bool = True) -> dict
         logprob_start = 0  # shadows the property
     from nemo_r1.config import load_config
     from nemo_r1.trainers.batching import micro_batches
-    from nemo_r1.trainers.grpo import make_loss_fn
+    from nemo_r1.trainers.grpo_step import make_loss_fn
     from nemo_r1.trainers.megatron_policy import build_policy
 
     cfg = load_config(None, [f"parallel.tensor={tp}", f"parallel.pipeline={pp}", "optim.lr=1e-3", "train.max_steps=1",
@@ -70,7 +70,7 @@ def grpo_update_shared(hf_dir: str, tp: int, pp: int, share: bool) -> dict[str, 
     """One GRPO step on `group_rollouts`, each group packed into one row (share) or one row per sample."""
     from nemo_r1.config import load_config
     from nemo_r1.trainers.batching import micro_batches
-    from nemo_r1.trainers.grpo import make_loss_fn
+    from nemo_r1.trainers.grpo_step import make_loss_fn
     from nemo_r1.trainers.megatron_policy import build_policy
     from nemo_r1.trainers.shared_prompt import groups_share_prompts, shared_prompt_micro_batches
 
@@ -111,7 +111,7 @@ def _train_on(hf_dir: str, overrides: list[str], rewards: list[float], steps: in
     a fresh policy; per step: loss, KL, grad norm, trained fraction, and (last step) the whole batch's
     logprob sum after the update."""
     from nemo_r1.config import load_config
-    from nemo_r1.trainers.grpo import train_on_batch
+    from nemo_r1.trainers.grpo_step import train_on_batch
     from nemo_r1.trainers.megatron_policy import build_policy
 
     cfg = load_config(None, ["optim.lr=1e-2", "optim.warmup_steps=0", f"train.max_steps={steps}",
