@@ -18,7 +18,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from nemo_r1.algorithms.loss_variants import LOSS_VARIANTS
 from nemo_r1.data.config import DataConfig  # the data layer owns its section's schema
+from nemo_r1.rollout.base import RolloutConfig  # one engine section for GRPO, eval and generate
 
 
 @dataclass
@@ -68,7 +70,8 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam + LR schedule: the `optim` section, and what `nemo_r1.models.setup_training` takes."""
+    """Adam + LR schedule: the `optim` section (`trainers.lifecycle.optim_settings` turns it into the
+    plain `models.train.OptimSettings` that `setup_training` takes)."""
 
     lr: float = 1e-6
     """Peak learning rate (after warmup)."""
@@ -123,7 +126,7 @@ class GRPOConfig:
     prompts_per_step: int = 8
     """Prompts per optimizer step; the batch is prompts_per_step x num_generations."""
     loss_type: str = "dapo"
-    """`grpo` | `bnpo` | `dr_grpo` | `dapo` (token-level over the global batch)."""
+    """A key of `nemo_r1.algorithms.loss_variants.LOSS_VARIANTS`: `grpo` | `bnpo` | `dr_grpo` | `dapo`."""
     advantage_scale: str = "group"
     """`group` std, `batch` std, or `none` (Dr. GRPO)."""
     leave_one_out: bool = False
@@ -172,21 +175,6 @@ class SFTConfig:
             raise ValueError(f"sft.overlong={self.overlong!r} is not one of ['truncate', 'drop']")
         if self.epochs < 0 or self.eval_every < 0:
             raise ValueError("sft.epochs and sft.eval_every must be >= 0")
-
-
-@dataclass
-class RolloutConfig:
-    backend: str = "vllm"
-    """`vllm` (colocated engine) or `hf` (transformers generate; slow, for reference)."""
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    stop: list[str] = field(default_factory=list)
-    gpu_memory_utilization: float = 0.5
-    """Fraction of GPU memory the colocated engine may use (GPU only)."""
-    refit_bucket_mb: int = 256
-    """Weights stream to the engine in buckets of at most this size."""
 
 
 @dataclass
@@ -256,7 +244,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def validate(cfg: Config) -> None:
     """Value checks that types alone cannot express."""
     choices = {
-        "grpo.loss_type": (cfg.grpo.loss_type, ("grpo", "bnpo", "dr_grpo", "dapo")),
+        "grpo.loss_type": (cfg.grpo.loss_type, tuple(LOSS_VARIANTS)),
         "grpo.advantage_scale": (cfg.grpo.advantage_scale, ("group", "batch", "none")),
         "rollout.backend": (cfg.rollout.backend, ("vllm", "hf")),
     }

@@ -293,3 +293,14 @@ def raw_argv(args: object = None) -> list[str]:
     rest = getattr(args, "rest", None)
     argv = list(rest) if rest is not None else list(sys.argv[1:] if args is None else args)  # type: ignore[arg-type]
     return argv[1:] if argv[:1] == ["--"] else argv
+
+
+def parse_columns(items: list[str], command: str = "nemo-r1") -> dict[str, str]:
+    """`--columns problem=question id=uid` -> {"problem": "question", "id": "uid"}."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"{command}: --columns expects KEY=COLUMN, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out

@@ -104,3 +104,11 @@ def _check_saved(path: Path) -> None:
     tok_cfg = json.loads((path / "tokenizer_config.json").read_text())
     if not (tok_cfg.get("chat_template") or (path / "chat_template.jinja").exists()):
         raise RuntimeError(f"no chat template saved in {path}")
+
+
+def resolve_model_arg(model: str) -> str:
+    """`embedded:smollm2` -> the cached SmolLM2 checkpoint dir (converted on first use); anything
+    else as given. Every command's --model goes through this."""
+    if model == "embedded:smollm2":
+        return str(ensure_smollm2())
+    return model

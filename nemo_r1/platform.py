@@ -1,4 +1,6 @@
-"""The patches megatron-core 0.16.x needs to run on a CPU-only torch build with gloo.
+"""Every patch of a third-party library lives in this module, each with a one-line reason.
+
+First, the patches megatron-core 0.16.x needs to run on a CPU-only torch build with gloo.
 
 megatron-core assumes a CUDA device in a few places (the tensor-parallel RNG tracker, `device=
 torch.cuda.current_device()`, `.cuda()` calls, stream/event timing, the optimizer's grad-dtype
@@ -6,6 +8,12 @@ checks). On a machine without CUDA, `apply_cpu_patches()` maps those onto the CP
 it does nothing, so the GPU path runs megatron unmodified. All patches live here (one module,
 pinned to the megatron-core line in pyproject), each with a one-line reason, and are applied by an
 explicit call at start-up (`nemo_r1.distributed.init_distributed` calls it), never at import time.
+
+Then the speed and hygiene patches other modules switch on where they need them (each idempotent,
+the replacement code living with its owner): megatron's CPU RoPE (`install_cpu_rope`), vLLM's CPU
+top-p sampler (`install_fast_top_p`), vLLM's hold on torch's thread count (`keep_torch_threads`)
+and lighteval's import-time autograd switch and details logger (`import_lighteval`,
+`mute_lighteval_details`).
 """
 
 from __future__ import annotations
@@ -333,3 +341,84 @@ _PATCHES: list[tuple[str, Callable[[], None]]] = [
     ("torch Adam step on resharded load", _patch_torch_adam_step),
     ("grad accumulation fusion", _patch_grad_accum_fusion),
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Patches other modules switch on where they need them.
+
+def install_cpu_rope() -> None:
+    """megatron's unfused bshd RoPE -> `nemo_r1.models.rope.rope_bshd`: one pass instead of five
+    temporaries, bit-identical; other layouts fall back to megatron's own function."""
+    from megatron.core.models.common.embeddings import rope_utils
+
+    from nemo_r1.models import rope
+
+    if rope.megatron_bshd is None:
+        rope.megatron_bshd = rope_utils._apply_rotary_pos_emb_bshd
+        rope_utils._apply_rotary_pos_emb_bshd = rope.rope_bshd
+
+
+_VLLM_TOP_P: Callable[..., Any] | None = None
+
+
+def install_fast_top_p() -> bool:
+    """vLLM's CPU top-k/top-p -> `nemo_r1.rollout.top_p.top_k_top_p` (same kept tokens, no vocab
+    sort); GPU logits and top-k-only rows keep vLLM's function."""
+    global _VLLM_TOP_P
+    from vllm.v1.sample.ops import topk_topp_sampler as mod
+
+    from nemo_r1.rollout.top_p import top_k_top_p
+
+    if _VLLM_TOP_P is not None:
+        return True
+    original = mod.apply_top_k_top_p
+
+    def patched(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | None) -> torch.Tensor:
+        if p is None or logits.device.type != "cpu":
+            return original(logits, k, p)
+        return top_k_top_p(logits, k, p)
+
+    mod.apply_top_k_top_p = patched
+    _VLLM_TOP_P = original
+    return True
+
+
+def uninstall_fast_top_p() -> None:
+    """Restore vLLM's own top-p (benchmarks compare the two in one process)."""
+    global _VLLM_TOP_P
+    from vllm.v1.sample.ops import topk_topp_sampler as mod
+
+    if _VLLM_TOP_P is not None:
+        mod.apply_top_k_top_p = _VLLM_TOP_P
+        _VLLM_TOP_P = None
+
+
+@contextlib.contextmanager
+def keep_torch_threads() -> Any:
+    """vLLM's CPU worker caps torch at one thread and turns `torch.set_num_threads` into a no-op
+    for the whole process; a trainer sharing the process gets both back when the block ends."""
+    set_threads, threads = torch.set_num_threads, torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads = set_threads
+        torch.set_num_threads(threads)
+
+
+def import_lighteval() -> None:
+    """Import lighteval without letting it switch autograd off for the whole process:
+    `lighteval.models.transformers.transformers_model` calls `torch.set_grad_enabled(False)` at
+    import time (the pipeline imports it), so a trainer or test sharing the process would
+    silently build graph-less losses."""
+    enabled = torch.is_grad_enabled()
+    try:
+        import lighteval.pipeline  # noqa: F401 - imported for its side effect, undone below
+    finally:
+        torch.set_grad_enabled(enabled)
+
+
+def mute_lighteval_details(tracker: Any) -> None:
+    """lighteval's per-sample details logger calls xxhash.xxh64(str), which xxhash 4.1 rejects;
+    our samples files hold the same details, so that logger is off for this tracker only."""
+    tracker.details_logger.log = lambda *a, **k: None
+    tracker.details_logger.aggregate = lambda *a, **k: None

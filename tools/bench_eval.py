@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                         "sorting top-p instead of ours (rollout/top_p.py)")
     args = p.parse_args(argv)
 
-    from nemo_r1.eval.cli import resolve_model_arg
+    from nemo_r1.embedded import resolve_model_arg
 
     model = resolve_model_arg(args.model)
     if args.baseline == "hf":
@@ -95,15 +95,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _top_p_pair(args: argparse.Namespace, model: str) -> tuple[dict, dict]:
     """One engine, two runs: vLLM's sorting top-p, then ours; the samples must be identical."""
+    from nemo_r1 import platform
     from nemo_r1.eval.engines import model_max_len
-    from nemo_r1.rollout import EngineConfig, top_p
+    from nemo_r1.rollout import EngineConfig
     from nemo_r1.rollout.vllm_engine import VLLMEngine
 
     engine = VLLMEngine(model, EngineConfig(max_model_len=model_max_len(model), kv_cache_gib=args.kv_cache_gib,
                                             sleep_during_training=False))
-    top_p.uninstall()
+    platform.uninstall_fast_top_p()
     base = run("vllm", args, model, engine=engine, name="vllm-sort")
-    top_p.install()
+    platform.install_fast_top_p()
     ours = run("vllm", args, model, engine=engine, name="vllm-fast-top-p")
     return ours, base
 

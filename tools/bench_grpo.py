@@ -118,7 +118,7 @@ def main() -> None:
     data = write_jsonl(tmp / "arith.jsonl", 512, seed=0)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     tok = AutoTokenizer.from_pretrained(ensure_smollm2())
-    from nemo_r1.trainers.grpo import PromptSampler
+    from nemo_r1.trainers.grpo_step import PromptSampler
 
     sampler = PromptSampler(len(rows), 0)  # the order our trainer visits: give TRL the same prompts
     order = [sampler.index(i) for i in range(args.prompts * args.steps)]

@@ -90,12 +90,12 @@ def megatron_policy(hf_dir: str, lr: float):
     from nemo_r1.models.build import build_model
     from nemo_r1.models.config import model_info, read_hf_config
     from nemo_r1.models.hf_import import load_hf_weights
-    from nemo_r1.models.train import OptimConfig, setup_training
+    from nemo_r1.models.train import OptimSettings, setup_training
 
     init_distributed(tp=1, pp=1)
     model = build_model(model_info(read_hf_config(hf_dir), tp=1))
     load_hf_weights(model, hf_dir)
-    return setup_training(model, OptimConfig(lr=lr, scheduler="constant"), total_steps=1)
+    return setup_training(model, OptimSettings(lr=lr, scheduler="constant"), total_steps=1)
 
 
 def pad(seqs: list[list[int]], pad_id: int):

@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoModelForCausalLM
 
     from nemo_r1.distributed import destroy_distributed, init_distributed
-    from nemo_r1.models import OptimConfig, load_pretrained, setup_training
+    from nemo_r1.models import OptimSettings, load_pretrained, setup_training
     from nemo_r1.models.pretrained import resolve_hf_path
 
     hf_dir = resolve_hf_path(args.model)
     init_distributed(tp=1, pp=1)
-    state = setup_training(load_pretrained(hf_dir), OptimConfig(), total_steps=1)
+    state = setup_training(load_pretrained(hf_dir), OptimSettings(lr=1e-6), total_steps=1)
     hf = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32)
     hf.train()
     tokens = _batch(hf.config.vocab_size, args.batch, args.seq)

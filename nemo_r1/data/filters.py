@@ -88,11 +88,9 @@ class FilterContext:
 
 def resolve_model(path: str) -> str:
     """`embedded:smollm2` -> the cached SmolLM2 checkpoint; anything else as given."""
-    if path == "embedded:smollm2":
-        from nemo_r1.embedded import ensure_smollm2
+    from nemo_r1.embedded import resolve_model_arg
 
-        return str(ensure_smollm2())
-    return path
+    return resolve_model_arg(path)
 
 
 def problem_key(row: dict[str, Any], ctx: FilterContext) -> str:

@@ -1,8 +1,8 @@
 """The LLM judge of the `judge` filter: does a completion's final answer match the gold? YES/NO.
 
 Only for rows math-verify cannot decide (an unparseable gold or answer, no boxed answer), where a
-string comparison would be wrong either way. Generation goes through the eval engines
-(`build_engine`: vLLM, or the HF backend), greedy and seeded, so a rerun judges the same.
+string comparison would be wrong either way. Generation goes through the rollout engines
+(`build_generator`: vLLM, or the HF backend), greedy and seeded, so a rerun judges the same.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ def _engine(ctx: Any) -> tuple[Any, Any]:
         raise ValueError("the judge filter needs --judge-model (an HF checkpoint dir or embedded:smollm2)")
     path = resolve_model(ctx.judge_model) if ctx.judge_model else None
     if ctx.judge_engine is None:
-        from nemo_r1.eval.engines import EngineSpec, build_engine
+        from nemo_r1.rollout import RolloutConfig, build_generator
 
-        ctx.judge_engine = build_engine(EngineSpec(model=path, backend=ctx.judge_backend, seed=ctx.seed))
-    tok = getattr(ctx.judge_engine, "tok", None) or AutoTokenizer.from_pretrained(path)
+        ctx.judge_engine = build_generator(RolloutConfig(model=path, backend=ctx.judge_backend, seed=ctx.seed))
+    tok = getattr(ctx.judge_engine, "tokenizer", None) or AutoTokenizer.from_pretrained(path)
     return ctx.judge_engine, tok
 
 
@@ -61,6 +61,10 @@ def ask_judge(rows: list[dict[str, Any]], ctx: Any) -> list[tuple[bool | None, s
         ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                       tokenize=True)
         prompts.append(list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids))
-    outs = engine.generate(prompts, [ctx.seed + i for i in range(len(prompts))], temperature=0.0, top_p=1.0,
-                           max_new_tokens=[MAX_NEW_TOKENS] * len(prompts))
-    return [(parse_judgement(o.text), o.text.strip()) for o in outs]
+    from nemo_r1.rollout.base import SamplingConfig
+    from nemo_r1.rollout.parallel import Job, run_local
+
+    jobs = [Job(key=i, prompts=[p], seeds=[ctx.seed + i], max_new_tokens=[MAX_NEW_TOKENS]) for i, p in enumerate(prompts)]
+    greedy = SamplingConfig(n=1, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
+    texts = {key: outs[0].text for key, outs in run_local(engine, jobs, greedy, max_batch=256)}
+    return [(parse_judgement(texts[i]), texts[i].strip()) for i in range(len(prompts))]

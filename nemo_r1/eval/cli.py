@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "lighteval's own tasks and metrics on our engine")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--dp", type=int, default=1, help="data-parallel engines (processes)")
-    p.add_argument("--tp", type=int, default=1, help="tensor parallel size of each engine (GPU)")
+    p.add_argument("--tp", type=int, default=None, help="tensor parallel size of each engine (GPU; default 1)")
     p.add_argument("--system-prompt", default=None, help="`r1` (the R1-Zero system prompt) or any text")
     p.add_argument("--chat-template", default=None,
                    help="default: the tokenizer's; chatml, chatml_think (prefills <think>), r1_zero, a .jinja "
@@ -44,29 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--max-batch", type=int, default=256,
                    help="sequences in flight per engine (vLLM refills as they finish; HF runs chunks of this)")
-    p.add_argument("--kv-cache-gib", type=float, default=2.0, help="CPU vLLM KV cache per engine (GiB)")
-    p.add_argument("--hf-batch-size", type=int, default=16, help="batch size of --backend hf")
+    p.add_argument("--kv-cache-gib", type=float, default=None, help="CPU vLLM KV cache per engine (GiB; default 2)")
+    p.add_argument("--hf-batch-size", type=int, default=None, help="batch size of --backend hf (default 16)")
+    from nemo_r1.rollout.cli import add_engine_args
+
+    add_engine_args(p)
     p.add_argument("--overwrite", action="store_true", help="delete the samples in --out and start afresh")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def parse_columns(items: list[str]) -> dict[str, str]:
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise SystemExit(f"nemo-r1 eval: --columns expects KEY=COLUMN, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+    from nemo_r1.console import parse_columns as parse
 
-
-def resolve_model_arg(model: str) -> str:
-    if model == "embedded:smollm2":
-        from nemo_r1.embedded import ensure_smollm2
-
-        return str(ensure_smollm2())
-    return model
+    return parse(items, "nemo-r1 eval")
 
 
 def main(args: argparse.Namespace | list[str] | None = None) -> int:
@@ -83,6 +74,7 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    from nemo_r1.embedded import resolve_model_arg
     from nemo_r1.eval.benchmarks import DataError
 
     model = resolve_model_arg(ns.model)
@@ -90,19 +82,22 @@ def main(args: argparse.Namespace | list[str] | None = None) -> int:
     common: dict[str, Any] = dict(n=ns.n, temperature=ns.temperature, top_p=ns.top_p,
                                   max_new_tokens=ns.max_new_tokens, seed=ns.seed, out_dir=ns.out, limit=ns.limit,
                                   system_prompt=ns.system_prompt, max_model_len=ns.max_model_len)
+    from nemo_r1.rollout.cli import engine_section
+
+    section = engine_section(ns)  # --config/--set: the rollout section; the flags below override it
     try:
         if ns.backend == "lighteval":
             from nemo_r1.eval.lighteval_bridge import evaluate_lighteval
 
             evaluate_lighteval(model, tasks=benches or ["aime24", "math_500"], tp=ns.tp, max_batch=ns.max_batch,
-                               kv_cache_gib=ns.kv_cache_gib, **common)
+                               kv_cache_gib=ns.kv_cache_gib, engine_config=section, **common)
         else:
             from nemo_r1.eval.runner import evaluate
 
             evaluate(model, benchmarks=benches, data=ns.data, columns=parse_columns(ns.columns),
                      backend=ns.backend, dp=ns.dp, tp=ns.tp, chat_template=ns.chat_template,
                      max_batch=ns.max_batch, hf_batch_size=ns.hf_batch_size, kv_cache_gib=ns.kv_cache_gib,
-                     overwrite=ns.overwrite,
+                     engine_config=section, overwrite=ns.overwrite,
                      progress=not ns.no_progress, **common)
     except DataError as e:
         print(f"nemo-r1 eval: {e}", file=sys.stderr)

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from nemo_r1.eval.benchmarks import DataError, data_dir, read_jsonl
-from nemo_r1.eval.engines import Engine, EngineSpec, as_engine, build_engine
-from nemo_r1.eval.parallel import Job, run_local
+from nemo_r1.eval.engines import Engine, as_engine, build_engine, eval_engine_config
 from nemo_r1.eval.runner import sample_seed
-from nemo_r1.eval.store import SampleStore, atomic_write_text
+from nemo_r1.platform import import_lighteval, mute_lighteval_details
+from nemo_r1.rollout.base import SamplingConfig
+from nemo_r1.rollout.parallel import Job, run_local
+from nemo_r1.rollout.store import SampleStore, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +40,6 @@ NOT_BUNDLED: dict[str, str] = {
     "gpqa:diamond": "the gated HF dataset Idavidrein/gpqa (accept its terms on the hub, then `hf auth login`)",
     "lcb:codegeneration": "the HF dataset lighteval/code_generation_lite (several GB of test cases)",
 }
-
-
-def _import_lighteval() -> None:
-    """Import lighteval once without letting it switch autograd off for the whole process.
-
-    `lighteval.models.transformers.transformers_model` calls `torch.set_grad_enabled(False)` at
-    import time (and the pipeline imports it); a trainer or test sharing the process would then
-    silently build graph-less losses.
-    """
-    import torch
-
-    enabled = torch.is_grad_enabled()
-    try:
-        import lighteval.pipeline  # noqa: F401 - imported for its side effect, undone below
-    finally:
-        torch.set_grad_enabled(enabled)
 
 
 def _local_dataset(task: str, root: Path) -> Path:
@@ -83,7 +69,7 @@ def _hub_reachable(task: str, config: Any) -> str | None:
 
 def build_tasks(tasks: list[str], n: int, max_new_tokens: int, root: Path) -> tuple[types.ModuleType, list[str], dict[str, str]]:
     """A custom-task module with local copies of the requested tasks; returns (module, names, skipped)."""
-    _import_lighteval()
+    import_lighteval()
     from lighteval.metrics.metrics import Metrics
     from lighteval.tasks.registry import Registry
 
@@ -117,7 +103,7 @@ def build_tasks(tasks: list[str], n: int, max_new_tokens: int, root: Path) -> tu
 
 def _model_class() -> type:
     """Defined lazily: importing lighteval costs seconds and the native path does not need it."""
-    _import_lighteval()
+    import_lighteval()
     from lighteval.models.abstract_model import LightevalModel, ModelConfig
     from lighteval.models.model_input import GenerationParameters
     from lighteval.models.model_output import ModelResponse
@@ -180,7 +166,9 @@ def _model_class() -> type:
                     jobs.append(Job(key=key, prompts=[ids] * self.n,
                                     seeds=[sample_seed(self.seed, task, key, j) for j in range(self.n)],
                                     max_new_tokens=[budget] * self.n))
-                for key, comps in run_local(self.engine, jobs, self.temperature, self.top_p, self.max_batch):
+                sampling = SamplingConfig(n=1, temperature=self.temperature, top_p=self.top_p,
+                                          max_new_tokens=self.max_new_tokens)
+                for key, comps in run_local(self.engine, jobs, sampling, self.max_batch):
                     store.append_problem([{"id": key, "sample": j, "prompt": prompts[key][0], "completion": c.text,
                                            "tokens": c.token_ids, "length": len(c.token_ids),
                                            "finish_reason": c.finish_reason} for j, c in enumerate(comps)])
@@ -218,14 +206,15 @@ def evaluate_lighteval(
     limit: int | None = None,
     system_prompt: str | None = None,
     max_model_len: int | None = None,
-    tp: int = 1,
+    tp: int | None = None,
     max_batch: int = 256,
-    kv_cache_gib: float = 2.0,
+    kv_cache_gib: float | None = None,
     engine: Engine | None = None,
+    engine_config: Any = None,
 ) -> dict[str, Any]:
     """Run lighteval tasks with our engine; returns {task: {metric: value}} and writes
     out_dir/lighteval_results.json. `limit` = lighteval's max_samples (a seeded random subset)."""
-    _import_lighteval()
+    import_lighteval()
     from lighteval.logging.evaluation_tracker import EvaluationTracker
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
     from transformers import AutoTokenizer
@@ -242,8 +231,10 @@ def evaluate_lighteval(
     model_path = resolve_model(model, out)
     tok = AutoTokenizer.from_pretrained(model_path)
     if engine is None:
-        engine = build_engine(EngineSpec(model=model_path, tp=tp, seed=seed, max_model_len=max_model_len,
-                                         kv_cache_gib=kv_cache_gib))
+        given = dict(tensor_parallel_size=tp, max_model_len=max_model_len, kv_cache_gib=kv_cache_gib)
+        engine = build_engine(dataclasses.replace(engine_config or eval_engine_config(model_path), model=model_path,
+                                                  backend="vllm", seed=seed,
+                                                  **{k: v for k, v in given.items() if v is not None}))
     else:
         engine = as_engine(engine)
     lm = _model_class()(engine, tok, model_name=Path(model_path).name, n=n, temperature=temperature, top_p=top_p,
@@ -252,10 +243,7 @@ def evaluate_lighteval(
     params = PipelineParameters(launcher_type=ParallelismManager.CUSTOM, custom_tasks_directory=module,  # type: ignore[arg-type]
                                 max_samples=limit)
     tracker = EvaluationTracker(output_dir=str(out / "lighteval_tracker"), save_details=False)
-    # Its per-sample details logger calls xxhash.xxh64(str), which xxhash 4.1 rejects; our samples
-    # files hold the same details, so that logger is switched off for this tracker only.
-    tracker.details_logger.log = lambda *a, **k: None  # type: ignore[method-assign]
-    tracker.details_logger.aggregate = lambda *a, **k: None  # type: ignore[method-assign]
+    mute_lighteval_details(tracker)  # its xxhash call fails; our samples files hold the details
     pipe = Pipeline(tasks=",".join(names), pipeline_parameters=params, evaluation_tracker=tracker, model=lm)
     pipe.evaluate()
     final = pipe.get_results()["results"]

@@ -9,12 +9,11 @@ DIR/results.json and a markdown table.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,12 @@ from nemo_r1.eval.benchmarks import (
     get_benchmark,
     load_problems,
 )
-from nemo_r1.eval.engines import EngineSpec, as_engine
+from nemo_r1.eval.engines import as_engine, eval_engine_config
 from nemo_r1.eval.grading import grade_code, grade_math
 from nemo_r1.eval.scores import ProblemSamples, default_ks, summarize
-from nemo_r1.eval.store import SampleStore, atomic_write_text
+from nemo_r1.rollout.base import EngineConfig, SamplingConfig
+from nemo_r1.rollout.parallel import sample_seed
+from nemo_r1.rollout.store import SampleStore, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ class EvalSettings:
         d = asdict(self)
         d.pop("benchmarks")
         return d
-
-
-def sample_seed(seed: int, bench: str, pid: str, index: int) -> int:
-    """Per-sample seed from a stable hash (Python's hash() is salted per process)."""
-    h = hashlib.sha256(f"{seed}/{bench}/{pid}/{index}".encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
 def build_prompt(tokenizer: Any, problem: Problem, bench: Benchmark, settings: EvalSettings) -> str:
@@ -139,14 +134,15 @@ def evaluate(
     backend: str = "vllm",
     limit: int | None = None,
     dp: int = 1,
-    tp: int = 1,
+    tp: int | None = None,
     system_prompt: str | None = None,
     chat_template: str | None = None,
     max_batch: int = 256,
     max_model_len: int | None = None,
-    hf_batch_size: int = 16,
-    kv_cache_gib: float = 2.0,
+    hf_batch_size: int | None = None,
+    kv_cache_gib: float | None = None,
     engine: Any = None,
+    engine_config: EngineConfig | None = None,
     overwrite: bool = False,
     progress: bool = True,
     print_table: bool = True,
@@ -156,7 +152,9 @@ def evaluate(
     pass@1 averages n samples per problem; temperature 0 is greedy. Writes out_dir/results.json,
     out_dir/samples/<benchmark>.jsonl and out_dir/settings.json; a rerun resumes. `engine`: an
     engine to reuse instead of starting one: an eval engine, or a trainer's rollout `VLLMEngine` /
-    `Generator` (then evaluation runs on the policy's current weights).
+    `Generator` (then evaluation runs on the policy's current weights). `engine_config`: the
+    `rollout` section to build engines from (default: eval's); tp, max_model_len, hf_batch_size
+    and kv_cache_gib override it when given.
     """
     from tqdm.auto import tqdm
     from transformers import AutoTokenizer
@@ -191,18 +189,21 @@ def evaluate(
 
     gen_time, gen_problems = 0.0, 0
     if total_todo:
-        from nemo_r1.eval.parallel import EnginePool
+        from nemo_r1.rollout.parallel import EnginePool
 
-        spec = EngineSpec(model=model_path, backend=backend, tp=tp, seed=seed, max_model_len=max_model_len,
-                          hf_batch_size=hf_batch_size, kv_cache_gib=kv_cache_gib)
+        given = dict(tensor_parallel_size=tp, max_model_len=max_model_len, hf_batch_size=hf_batch_size,
+                     kv_cache_gib=kv_cache_gib)
+        spec = replace(engine_config or eval_engine_config(model_path), model=model_path, backend=backend, seed=seed,
+                       **{k: v for k, v in given.items() if v is not None})
         pool = EnginePool(spec, dp=dp, engine=as_engine(engine) if engine is not None else None)
+        sampling = SamplingConfig(n=1, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         bar = tqdm(total=total_todo, unit="problem", desc="eval", disable=not progress, dynamic_ncols=True)
         try:
             for b, _, store, todo in plans:
                 jobs, texts = _make_jobs(tok, b, todo, settings, pool.max_model_len)
                 by_id = {p.id: p for p in todo}
                 t0 = time.perf_counter()
-                for pid, outs in pool.run(jobs, temperature, top_p, max_batch):
+                for pid, outs in pool.run(jobs, sampling, max_batch):
                     _write_problem(b, by_id[pid], texts[pid], outs, store)
                     gen_problems += 1
                     bar.update(1)
@@ -245,7 +246,7 @@ def _check_prompts(tok: Any, b: Benchmark, problems: list[Problem], store: Sampl
 def _make_jobs(tok: Any, b: Benchmark, todo: list[Problem], settings: EvalSettings,
                ctx_len: int) -> tuple[list[Any], dict[str, str]]:
     """One generation job per problem: n copies of its token ids, one seed per sample."""
-    from nemo_r1.eval.parallel import Job
+    from nemo_r1.rollout.parallel import Job
 
     jobs, texts = [], {}
     capped = 0

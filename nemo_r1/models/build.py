@@ -19,10 +19,10 @@ def layer_spec(info: ModelInfo, use_te: bool):
 
     if use_te:
         return specs.get_gpt_layer_with_transformer_engine_spec(qk_layernorm=info.spec.qk_norm)
-    from nemo_r1.models import rope
     from nemo_r1.models.attention import SDPADotProductAttention
+    from nemo_r1.platform import install_cpu_rope
 
-    rope.install()  # fused CPU RoPE (falls back to megatron's for layouts it does not cover)
+    install_cpu_rope()  # fused CPU RoPE (falls back to megatron's for layouts it does not cover)
     spec = specs.get_gpt_layer_local_spec(qk_layernorm=info.spec.qk_norm, normalization="RMSNorm")
     spec.submodules.self_attention.submodules.core_attention = SDPADotProductAttention
     return spec

@@ -49,21 +49,13 @@ def rope_bshd(t: Tensor, freqs: Tensor, rotary_interleaved: bool = False,
     half = d // 2
     if (rotary_interleaved or multi_latent_attention or d != t.shape[-1] or d % 2 or t.device.type != "cpu"
             or not torch.equal(freqs[..., :half], freqs[..., half:])):
-        return _megatron_bshd(t, freqs, rotary_interleaved, multi_latent_attention, mscale)
+        return megatron_bshd(t, freqs, rotary_interleaved, multi_latent_attention, mscale)
     f = freqs[..., :half]
     cos = (torch.cos(f) * mscale).to(t.dtype)
     sin = (torch.sin(f) * mscale).to(t.dtype)
     return _Rope.apply(t, cos, sin)
 
 
-_megatron_bshd: Any = None
-
-
-def install() -> None:
-    """Route megatron's unfused bshd RoPE through `rope_bshd` (process-wide, idempotent)."""
-    global _megatron_bshd
-    from megatron.core.models.common.embeddings import rope_utils
-
-    if _megatron_bshd is None:
-        _megatron_bshd = rope_utils._apply_rotary_pos_emb_bshd
-        rope_utils._apply_rotary_pos_emb_bshd = rope_bshd
+megatron_bshd: Any = None
+"""megatron's own function, for the layouts `rope_bshd` leaves to it; set by
+`nemo_r1.platform.install_cpu_rope`, which routes megatron through `rope_bshd`."""

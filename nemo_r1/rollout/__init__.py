@@ -1,11 +1,12 @@
 """Rollouts: the generator interface, the colocated vLLM engine and its HF reference, weight refit,
 logprob agreement and budget forcing. Heavy backends are imported lazily (vLLM takes ~20 s)."""
 
-from nemo_r1.rollout.base import EngineConfig, Generator, Rollout, SamplingConfig
+from nemo_r1.rollout.base import Completion, EngineConfig, Generator, Rollout, RolloutConfig, SamplingConfig
 
 
-def build_generator(model: str, cfg: EngineConfig) -> Generator:
-    """A standalone engine (one process, no training group): `vllm` or the `hf` reference."""
+def build_generator(cfg: EngineConfig, model: str | None = None) -> Generator:
+    """A standalone engine (one process, no training group): `vllm` or the `hf` reference, loading
+    `model` or else `cfg.model`."""
     if cfg.backend == "vllm":
         from nemo_r1.rollout.vllm_engine import VLLMEngine
 
@@ -15,4 +16,5 @@ def build_generator(model: str, cfg: EngineConfig) -> Generator:
     return HFGenerator(model, cfg)
 
 
-__all__ = ["EngineConfig", "Generator", "Rollout", "SamplingConfig", "build_generator"]
+__all__ = ["Completion", "EngineConfig", "Generator", "Rollout", "RolloutConfig", "SamplingConfig",
+           "build_generator"]

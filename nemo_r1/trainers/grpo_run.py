@@ -96,7 +96,6 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     from nemo_r1.distributed import init_distributed
     from nemo_r1.metrics import MetricsLogger
     from nemo_r1.rewards import combine_rewards
-    from nemo_r1.rollout.base import EngineConfig, SamplingConfig
     from nemo_r1.trainers.megatron_policy import build_policy, replica_info
 
     torch.manual_seed(cfg.train.seed)
@@ -115,9 +114,10 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     if rollout is None:
         from nemo_r1.rollout.colocated import ColocatedRollout
 
-        ecfg = EngineConfig(backend=cfg.rollout.backend, seed=cfg.train.seed,
-                            max_model_len=cfg.train.max_seq_len, refit_bucket_mb=cfg.rollout.refit_bucket_mb,
-                            gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
+        if cfg.rollout.model is not None:
+            raise ValueError(f"rollout.model={cfg.rollout.model!r}: GRPO's engine samples from the policy "
+                             "(model.path); leave rollout.model unset")
+        ecfg = cfg.rollout.engine(seed=cfg.train.seed, max_model_len=cfg.rollout.max_model_len or cfg.train.max_seq_len)
         rollout = ColocatedRollout(hf_dir, ecfg, group=replica_group, tp=cfg.parallel.tensor)
 
     start = 0
@@ -144,9 +144,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     with StopFlag() as stop:
         for step in range(start, cfg.train.max_steps):
             t_step = time.perf_counter()
-            sampling = SamplingConfig(n=G, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                                      top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens,
-                                      stop=list(cfg.rollout.stop), seed=step_seed(cfg.train.seed, step, f"gen{replica}"))
+            sampling = cfg.rollout.sampling(G, step_seed(cfg.train.seed, step, f"gen{replica}"))
             t0 = time.perf_counter()
             idx = sampler.for_step(step, P, replica, replicas)
             rows = [examples[i] for i in idx]

@@ -5,12 +5,13 @@ import torch
 from megatron.core.models.common.embeddings import rope_utils
 
 from nemo_r1.models import rope
+from nemo_r1.platform import install_cpu_rope
 
 
 @pytest.mark.parametrize("mscale", [1.0, 1.3])
 def test_fused_rope_matches_megatron(mscale: float) -> None:
-    rope.install()
-    megatron = rope._megatron_bshd
+    install_cpu_rope()
+    megatron = rope.megatron_bshd
     assert rope_utils._apply_rotary_pos_emb_bshd is rope.rope_bshd
     g = torch.Generator().manual_seed(0)
     s, b, h, d = 7, 3, 4, 64

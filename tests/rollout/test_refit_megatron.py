@@ -33,7 +33,7 @@ def _rank(model_dir: str) -> dict:
     from nemo_r1.models.config import model_info, read_hf_config
     from nemo_r1.models.hf_export import iter_hf_weights
     from nemo_r1.models.hf_import import load_hf_weights
-    from nemo_r1.models.train import OptimConfig, setup_training, train_step
+    from nemo_r1.models.train import OptimSettings, setup_training, train_step
     from nemo_r1.rollout.agreement import diff_of_lists, logprob_diff
     from nemo_r1.rollout.base import EngineConfig, SamplingConfig
     from nemo_r1.rollout.colocated import ColocatedRollout
@@ -41,7 +41,7 @@ def _rank(model_dir: str) -> dict:
     layout = init_distributed(tp=2, pp=2)
     model = build_model(model_info(read_hf_config(model_dir), tp=2))
     load_hf_weights(model, model_dir)
-    state = setup_training(model, OptimConfig(lr=1e-3, scheduler="constant"), total_steps=1)
+    state = setup_training(model, OptimSettings(lr=1e-3, scheduler="constant"), total_steps=1)
     roll = ColocatedRollout(model_dir, EngineConfig(max_model_len=256, kv_cache_gib=0.0625),
                             group=mps.get_model_parallel_group(), tp=layout.tp)
     res: dict = {"has_engine": roll.engine is not None}

@@ -4,7 +4,9 @@ import pytest
 import torch
 from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
 
-from nemo_r1.rollout.top_p import install, top_k_top_p, uninstall
+from nemo_r1.platform import install_fast_top_p as install
+from nemo_r1.platform import uninstall_fast_top_p as uninstall
+from nemo_r1.rollout.top_p import top_k_top_p
 
 
 def _logits(rows: int, vocab: int, seed: int) -> torch.Tensor:

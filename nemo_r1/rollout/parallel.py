@@ -1,9 +1,12 @@
-"""Running generation jobs (one problem's n samples each) on one engine or several worker processes.
+"""Running generation jobs (one problem's n samples each) on one engine or several worker processes:
+the seeded, streaming, data-parallel layer under `nemo-r1 eval` and `nemo-r1 generate`.
 
 Results come back per job, in completion order, so the caller writes each problem as soon as its
-samples exist: progress is smooth and a kill loses only problems still in flight. An engine with
-`generate_stream` (vLLM) keeps `max_batch` requests in flight and refills as they finish
-(continuous batching: no batch waits for its longest sequence); other engines (HF) run chunks.
+samples exist: progress is smooth and a kill loses only problems still in flight. A `Generator`'s
+`stream` keeps `max_batch` requests in flight (vLLM refills as they finish: continuous batching, no
+batch waits for its longest sequence; HF runs chunks). Any object with `max_model_len` and a
+`generate(prompts, seeds, temperature, top_p, max_new_tokens) -> [Completion]` also works (test
+oracles, a remote service).
 
 Data parallel (`dp > 1`): one engine per spawned process, each on its own `tp` GPUs. Why
 processes: a vLLM engine (and its TP group) owns its devices, and independent engines are the
@@ -12,6 +15,7 @@ simplest way to fill a node for eval. The parent stays the only writer of the sa
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import queue
@@ -20,7 +24,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nemo_r1.eval.engines import Completion, Engine, EngineSpec, build_engine
+from nemo_r1.rollout.base import Completion, EngineConfig, SamplingConfig
+
+
+def sample_seed(seed: int, name: str, pid: str, index: int) -> int:
+    """The seed of sample `index` of problem `pid` of dataset `name`: a stable hash (Python's hash()
+    is salted per process), so a sample is the same whatever the batching, sharding or resumption."""
+    h = hashlib.sha256(f"{seed}/{name}/{pid}/{index}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass
@@ -33,19 +44,19 @@ class Job:
     max_new_tokens: list[int]
 
 
-def run_local(engine: Engine, jobs: list[Job], temperature: float, top_p: float,
+def run_local(engine: Any, jobs: list[Job], sampling: SamplingConfig,
               max_batch: int) -> Iterator[tuple[Any, list[Completion]]]:
     """Yield (job key, completions) as jobs finish on one in-process engine."""
     if not jobs:
         return
-    stream = getattr(engine, "generate_stream", None)
+    stream = getattr(engine, "stream", None)
     if stream is not None:
         owner = [j for j, job in enumerate(jobs) for _ in job.prompts]
         slot = [i for job in jobs for i in range(len(job.prompts))]
         got: list[list[Completion | None]] = [[None] * len(job.prompts) for job in jobs]
         left = [len(job.prompts) for job in jobs]
         flat = [(p, s, m) for job in jobs for p, s, m in zip(job.prompts, job.seeds, job.max_new_tokens, strict=True)]
-        for idx, comp in stream([f[0] for f in flat], [f[1] for f in flat], temperature, top_p,
+        for idx, comp in stream([f[0] for f in flat], [f[1] for f in flat], sampling,
                                 [f[2] for f in flat], max_in_flight=max_batch):
             j = owner[idx]
             got[j][slot[idx]] = comp
@@ -58,7 +69,8 @@ def run_local(engine: Engine, jobs: list[Job], temperature: float, top_p: float,
         chunk.append(job)
         if sum(len(c.prompts) for c in chunk) >= max_batch or i == len(jobs) - 1:
             outs = engine.generate([p for c in chunk for p in c.prompts], [s for c in chunk for s in c.seeds],
-                                   temperature, top_p, [m for c in chunk for m in c.max_new_tokens])
+                                   sampling.temperature, sampling.top_p,
+                                   [m for c in chunk for m in c.max_new_tokens])
             pos = 0
             for c in chunk:
                 yield c.key, outs[pos:pos + len(c.prompts)]
@@ -66,19 +78,21 @@ def run_local(engine: Engine, jobs: list[Job], temperature: float, top_p: float,
             chunk = []
 
 
-def _worker(rank: int, spec: EngineSpec, devices: list[str] | None, tasks: mp.Queue, results: mp.Queue) -> None:
+def _worker(rank: int, spec: EngineConfig, devices: list[str] | None, tasks: mp.Queue, results: mp.Queue) -> None:
     # Devices must be chosen before torch / vLLM initialise CUDA (also set by the parent at spawn).
     if devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
     try:
-        engine = build_engine(spec)
+        from nemo_r1.rollout import build_generator
+
+        engine = build_generator(spec)
         results.put(("ready", rank, engine.max_model_len))
         while True:
             item = tasks.get()
             if item is None:
                 break
-            jobs, temperature, top_p, max_batch = item
-            for key, outs in run_local(engine, jobs, temperature, top_p, max_batch):
+            jobs, sampling, max_batch = item
+            for key, outs in run_local(engine, jobs, sampling, max_batch):
                 results.put(("job", rank, (key, outs)))
             results.put(("chunk", rank, None))
     except BaseException:  # report to the parent instead of dying silently
@@ -95,14 +109,19 @@ def _visible_devices() -> list[str]:
 
 
 class EnginePool:
-    """`dp` engines (or one given engine); `run(jobs)` yields (key, completions) as jobs finish."""
+    """`dp` engines built from `spec` (or one given engine); `run(jobs)` yields (key, completions)
+    as jobs finish."""
 
-    def __init__(self, spec: EngineSpec, dp: int = 1, engine: Engine | None = None) -> None:
+    def __init__(self, spec: EngineConfig, dp: int = 1, engine: Any = None) -> None:
         self.spec, self.dp = spec, dp
-        self._local: Engine | None = None
+        self._local: Any = None
         self._procs: list[mp.Process] = []
         if engine is not None or dp == 1:
-            self._local = engine if engine is not None else build_engine(spec)
+            if engine is None:
+                from nemo_r1.rollout import build_generator
+
+                engine = build_generator(spec)
+            self._local = engine
             self.max_model_len = self._local.max_model_len
             return
         import torch
@@ -110,9 +129,9 @@ class EnginePool:
         devices = None
         if torch.cuda.is_available():
             vis = _visible_devices()
-            if len(vis) < dp * spec.tp:
-                raise ValueError(f"--dp {dp} x --tp {spec.tp} needs {dp * spec.tp} GPUs, {len(vis)} visible")
-            devices = [vis[r * spec.tp:(r + 1) * spec.tp] for r in range(dp)]
+            if len(vis) < dp * spec.tensor_parallel_size:
+                raise ValueError(f"--dp {dp} x --tp {spec.tensor_parallel_size} needs {dp * spec.tensor_parallel_size} GPUs, {len(vis)} visible")
+            devices = [vis[r * spec.tensor_parallel_size:(r + 1) * spec.tensor_parallel_size] for r in range(dp)]
         ctx = mp.get_context("spawn")
         self._tasks: mp.Queue = ctx.Queue()
         self._results: mp.Queue = ctx.Queue()
@@ -139,18 +158,18 @@ class EnginePool:
             except queue.Empty:
                 dead = [p for p in self._procs if not p.is_alive()]
                 if dead:
-                    raise RuntimeError(f"eval worker died (exit code {dead[0].exitcode})") from None
+                    raise RuntimeError(f"generation worker died (exit code {dead[0].exitcode})") from None
                 continue
             if kind == "error":
                 self.close()
-                raise RuntimeError(f"eval worker {rank} failed:\n{payload}")
+                raise RuntimeError(f"generation worker {rank} failed:\n{payload}")
             if kind in want:
                 return kind, payload
 
-    def run(self, jobs: list[Job], temperature: float, top_p: float,
+    def run(self, jobs: list[Job], sampling: SamplingConfig,
             max_batch: int = 256) -> Iterator[tuple[Any, list[Completion]]]:
         if self._local is not None:
-            yield from run_local(self._local, jobs, temperature, top_p, max_batch)
+            yield from run_local(self._local, jobs, sampling, max_batch)
             return
         chunks: list[list[Job]] = []
         for job in jobs:
@@ -161,7 +180,7 @@ class EnginePool:
         in_flight = 0
         while chunks or in_flight:
             while chunks and in_flight < 2 * self.dp:
-                self._tasks.put((chunks.pop(0), temperature, top_p, max_batch))
+                self._tasks.put((chunks.pop(0), sampling, max_batch))
                 in_flight += 1
             kind, payload = self._get({"job", "chunk"})
             if kind == "chunk":
