@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml tools/install_venv.sh
 demo: install
 	$(VENV)/bin/nemo-r1 demo
 
-# GSM8K distillation SFT on CPU with base and student evals (about an hour on 2 cores; README)
+# GSM8K distillation SFT on CPU with base and student evals (about 50 minutes on 2 cores; README)
 distill: install
 	bash tools/distill_gsm8k.sh
 
