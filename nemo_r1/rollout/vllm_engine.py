@@ -201,6 +201,7 @@ class VLLMEngine:
         finishes. Requests still running when the caller stops are aborted."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
 
         budgets = list(max_new_tokens) if max_new_tokens is not None else [sampling.max_new_tokens] * len(prompts)
         if not len(prompts) == len(seeds) == len(budgets):
@@ -209,7 +210,10 @@ class VLLMEngine:
         self._streams = getattr(self, "_streams", 0) + 1
         greedy = sampling.greedy
         common = dict(n=1, temperature=sampling.temperature, top_p=1.0 if greedy else sampling.top_p,
-                      top_k=sampling.top_k, stop=list(sampling.stop) or None, skip_special_tokens=True)
+                      top_k=sampling.top_k, stop=list(sampling.stop) or None, skip_special_tokens=True,
+                      # only finished requests come out of step() (as in LLM.generate), not every
+                      # running request's cumulative text at every step
+                      output_kind=RequestOutputKind.FINAL_ONLY)
         todo = iter(enumerate(zip(prompts, seeds, budgets, strict=True)))
         live: dict[str, int] = {}
 
