@@ -18,27 +18,35 @@ SCALES = ("group", "batch", "none")
 
 
 def compute_advantages(rewards: Tensor, group_size: int, scale: str = "group",
-                       leave_one_out: bool = False, eps: float = 1e-4) -> Tensor:
-    """Group-relative advantages; rewards of one prompt are `group_size` consecutive entries."""
+                       leave_one_out: bool = False, eps: float = 1e-4, valid: Tensor | None = None) -> Tensor:
+    """Group-relative advantages; rewards of one prompt are `group_size` consecutive entries.
+
+    `valid` marks the scorable samples: the baseline and the std are taken over those only (an
+    unscorable sample filled with its group's mean would shrink the std and inflate the others'
+    advantages), and an unscorable sample's own advantage is 0."""
     if scale not in SCALES:
         raise ValueError(f"scale={scale!r} is not one of {SCALES}")
     if rewards.dim() != 1 or rewards.numel() % group_size:
         raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, "
                          f"got shape {tuple(rewards.shape)}")
+    if leave_one_out and group_size < 2:
+        raise ValueError("leave_one_out needs group_size >= 2")
+    ok = torch.ones(rewards.shape, dtype=torch.bool) if valid is None else valid.bool().view(-1)
     r = rewards.float().view(-1, group_size)
-    if leave_one_out:
-        if group_size < 2:
-            raise ValueError("leave_one_out needs group_size >= 2")
-        baseline = (r.sum(dim=1, keepdim=True) - r) / (group_size - 1)
-    else:
-        baseline = r.mean(dim=1, keepdim=True)
-    adv = r - baseline
+    v = ok.view(-1, group_size).float()
+    k = v.sum(dim=1, keepdim=True)
+    total = (r * v).sum(dim=1, keepdim=True)
+    mean = total / k.clamp(min=1)
+    # leave-one-out: the mean of the *other* scorable members
+    baseline = (total - r * v) / (k - v).clamp(min=1) if leave_one_out else mean
+    adv = (r - baseline) * v
     if scale == "group":
-        # a group of one has no spread: treat its std as 0 rather than NaN
-        std = r.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(baseline)
-        adv = adv / (std + eps)
+        # unbiased std over the scorable members; a group with fewer than two has no spread (0)
+        var = (((r - mean) * v) ** 2).sum(dim=1, keepdim=True) / (k - 1).clamp(min=1)
+        adv = adv / (var.sqrt() + eps)
     elif scale == "batch":
-        adv = adv / (rewards.float().std() + eps)
+        scored = rewards.float().view(-1)[ok]
+        adv = adv / ((scored.std() if scored.numel() > 1 else scored.new_zeros(())) + eps)
     return adv.view(-1)
 
 
@@ -47,12 +55,14 @@ def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask
                 ref_logprobs: Tensor | None = None, max_completion_length: int | None = None,
                 dual_clip: float | None = None, rollout_logprobs: Tensor | None = None,
                 tis_cap: float | None = None, num_tokens: float | None = None,
-                num_sequences: float | None = None) -> tuple[Tensor, dict[str, float]]:
+                num_sequences: float | None = None, num_micro_batches: float | None = None
+                ) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate (+ k3 KL, x truncated IS weight) aggregated by `loss_type`, a key of
     `LOSS_VARIANTS` (each says which normaliser it divides by).
 
     `num_tokens` and `num_sequences` default to this batch's own counts; pass global counts so
-    that micro-batches and DP ranks add up to the full-batch loss.
+    that micro-batches and DP ranks add up to the full-batch loss (`num_micro_batches`: their
+    number, for bnpo's average of micro-batch means).
     """
     variant = get_loss_variant(loss_type)
     if beta > 0 and ref_logprobs is None:
@@ -81,7 +91,8 @@ def policy_loss(logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask
         tis = torch.clamp(torch.exp(old_logprobs - rollout_logprobs), max=tis_cap).detach()
         per_token = per_token * tis
 
-    loss = variant.aggregate(per_token * mask, mask, Counts(num_tokens, num_sequences, max_completion_length))
+    loss = variant.aggregate(per_token * mask, mask, Counts(num_tokens, num_sequences, max_completion_length,
+                                                                num_micro_batches))
 
     with torch.no_grad():
         n = mask.sum().clamp(min=1)

@@ -27,6 +27,8 @@ class Counts:
     num_tokens: float | None = None
     num_sequences: float | None = None
     max_completion_length: int | None = None
+    num_micro_batches: float | None = None
+    """Micro-batches of the step over all DP ranks (accumulation steps x ranks); None = 1."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ def _grpo(masked: Tensor, mask: Tensor, c: Counts) -> Tensor:
 
 
 def _bnpo(masked: Tensor, mask: Tensor, c: Counts) -> Tensor:
-    return masked.sum() / mask.sum().clamp(min=1)
+    # TRL's definition: the token mean of each local batch, averaged over accumulation steps and
+    # ranks; the trainer sums micro-batch gradients, so each mean is divided by their number
+    return masked.sum() / mask.sum().clamp(min=1) / (c.num_micro_batches or 1)
 
 
 def _dr_grpo(masked: Tensor, mask: Tensor, c: Counts) -> Tensor:
@@ -64,7 +68,7 @@ LOSS_VARIANTS: dict[str, LossVariant] = {
     "grpo": LossVariant(_grpo, global_counts=True,
                         doc="mean over each sequence's tokens, then over sequences (num_sequences)"),
     "bnpo": LossVariant(_bnpo, global_counts=False,
-                        doc="token mean over this micro-batch's loss tokens"),
+                        doc="token mean of each micro-batch, averaged over micro-batches and DP ranks (TRL)"),
     "dr_grpo": LossVariant(_dr_grpo, global_counts=True,
                            doc="token sum / (num_sequences x max_completion_length): no length bias"),
     "dapo": LossVariant(_dapo, global_counts=True,

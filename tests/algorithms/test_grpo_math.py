@@ -124,3 +124,41 @@ def test_gradient_is_advantage_times_ratio_derivative():
     # d/dlogp of -A*r is -A*r where unclipped; zero where the clipped branch is active or masked
     expected = torch.tensor([[-1.0 * 1.0, 0.0, -1.0 * 0.625], [0.0, 2.0 * 1.8, 0.0]]) / 5
     assert torch.allclose(logp.grad, expected, atol=1e-6)
+
+
+def test_unscorable_samples_stay_out_of_the_group_statistics():
+    r = torch.tensor([1.0, 0.0, 0.5, 0.0])  # sample 2 is unscorable: its 0.5 is a placeholder
+    valid = torch.tensor([True, True, False, True])
+    a = compute_advantages(r, 4, valid=valid, eps=0.0)
+    scored = torch.tensor([1.0, 0.0, 0.0])
+    m, s = scored.mean(), scored.std()
+    assert torch.allclose(a, torch.tensor([(1 - m) / s, -m / s, 0.0, -m / s]))
+    # filling the None with the group mean (the old way) shrinks the std and inflates the others
+    filled = r.clone()
+    filled[2] = m
+    assert compute_advantages(filled, 4, eps=0.0)[0] > a[0] * 1.2
+    # leave-one-out baselines over the other *scorable* members; all-valid equals no mask
+    loo = compute_advantages(r, 4, scale="none", leave_one_out=True, valid=valid)
+    assert torch.allclose(loo, torch.tensor([1.0, -0.5, 0.0, -0.5]))
+    assert torch.equal(compute_advantages(r, 2, valid=torch.ones(4, dtype=torch.bool)), compute_advantages(r, 2))
+    # a group with one scorable member has no spread: advantage 0, not NaN
+    one = compute_advantages(torch.tensor([3.0, 0.0]), 2, valid=torch.tensor([True, False]))
+    assert torch.equal(one, torch.zeros(2))
+
+
+def test_bnpo_averages_micro_batch_means_and_differs_from_dapo():
+    """Two micro-batches with 3 and 1 loss tokens: bnpo = mean of the two token means (TRL: token
+    mean per local batch, averaged over accumulation steps and ranks); dapo = the global token mean.
+    Summing bnpo's per-micro-batch losses gives the average, whatever the micro-batch count."""
+    logp, old, adv, mask = _batch()
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    parts = {}
+    for lt in ("bnpo", "dapo"):
+        parts[lt] = sum(policy_loss(logp[i:i + 1], old[i:i + 1], adv[i:i + 1], mask[i:i + 1], loss_type=lt,
+                                    num_tokens=4.0, num_micro_batches=2.0)[0].item() for i in range(2))
+    assert parts["bnpo"] == pytest.approx((sum(SEQ0) / 3 + SEQ1[0] / 1) / 2, rel=1e-6)
+    assert parts["dapo"] == pytest.approx((sum(SEQ0) + SEQ1[0]) / 4, rel=1e-6)
+    assert parts["bnpo"] != pytest.approx(parts["dapo"], rel=1e-3)
+    # one micro-batch holding both: its own token mean, not twice it
+    whole, _ = policy_loss(logp, old, adv, mask, loss_type="bnpo", num_micro_batches=1.0)
+    assert whole.item() == pytest.approx((sum(SEQ0) + SEQ1[0]) / 4, rel=1e-6)
