@@ -130,6 +130,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     if is_rank0:
         save_config(cfg, out)
     log = MetricsLogger(out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
+                        wandb_project=cfg.logging.wandb_project,
                         run_config=to_dict(cfg), resume_step=start if resume_from else None) if is_rank0 else None
     sampler = PromptSampler(len(examples), cfg.train.seed)
     G, P = cfg.grpo.num_generations, cfg.grpo.prompts_per_step
@@ -149,7 +150,9 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
             idx = sampler.for_step(step, P, replica, replicas)
             rows = [examples[i] for i in idx]
             rollouts = rollout.generate([r["prompt"] for r in rows], sampling)
+            reward_s = -time.perf_counter()
             rewards, valid, per_name = score_rollouts(rows, rollouts, G, reward_fn)
+            reward_s += time.perf_counter()
             gen_rollouts, gen_rewards, gen_valid, gen_rows = list(rollouts), rewards, valid, list(rows)
             if cfg.grpo.dynamic_sampling:
                 from nemo_r1.trainers.batching import informative_groups
@@ -161,7 +164,9 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                         break
                     extra_rows = [examples[i] for i in sampler.for_step(step, P, replica, replicas, refill)]
                     more = rollout.generate([r["prompt"] for r in extra_rows], sampling)
+                    reward_s -= time.perf_counter()
                     r2, v2, _ = score_rollouts(extra_rows, more, G, reward_fn)
+                    reward_s += time.perf_counter()
                     for r in more:
                         r.prompt_index += len(rows)
                     rows = rows + extra_rows
@@ -169,8 +174,11 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                     rollouts, rewards, valid = rollouts + more, torch.cat([rewards, r2]), torch.cat([valid, v2])
                 n = min(len(rollouts), len(gen_rollouts))
                 rollouts, rewards, valid = rollouts[:n], rewards[:n], valid[:n]
-            generate_s = time.perf_counter() - t0
+            generate_s = time.perf_counter() - t0 - reward_s  # generation alone: tokens/s reads it
 
+            # GPU: the engine's KV cache and weights leave the device while training runs
+            # (rollout.sleep_during_training); refit wakes the weights, then the cache. CPU: no-ops.
+            rollout.sleep()
             t0 = time.perf_counter()
             metrics: dict[str, Any] = {}
             if rollouts:
@@ -183,12 +191,14 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
 
             t0 = time.perf_counter()
             refit = rollout.refit(policy.hf_weights())
+            rollout.wake_up()  # awake for the next generation even when refit had nothing to wake
             refit_s = time.perf_counter() - t0
 
             row = reward_metrics(gen_rewards, gen_valid, per_name, G)
             row.update(rollout_metrics(gen_rollouts, generate_s))
             row.update({f"train/{k}": v for k, v in metrics.items() if k != "logprobs"})
             row.update({"timing/step_s": time.perf_counter() - t_step, "timing/generate_s": generate_s,
+                        "timing/reward_s": reward_s,
                         "timing/train_s": train_s, "timing/refit_s": refit_s,
                         "rollout/refit_mb": refit.bytes / 2**20 if getattr(refit, "bytes", None) else 0.0})
             if is_rank0:

@@ -48,7 +48,9 @@ class PromptSampler:
 
 def score_rollouts(rows: list[dict[str, Any]], rollouts: list, group_size: int,
                    reward_fn) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[float | None]]]:
-    """Rewards of one replica's rollouts: (total with None filled by the group mean, valid mask, per name)."""
+    """Rewards of one replica's rollouts: (total with None filled by the group mean, valid mask, per name).
+    The fill only keeps "are this group's rewards all equal" honest; advantages take their
+    statistics over the valid samples alone (`compute_advantages(valid=...)`)."""
     completions = [r.text for r in rollouts]
     columns: dict[str, list[Any]] = {}
     for key in rows[0]:
@@ -59,7 +61,7 @@ def score_rollouts(rows: list[dict[str, Any]], rollouts: list, group_size: int,
     total, per_name = reward_fn(completions, **columns)
     valid = torch.tensor([t is not None for t in total])
     values = torch.tensor([t if t is not None else 0.0 for t in total], dtype=torch.float32)
-    # an unscorable sample gets its group's mean (zero advantage) and no loss
+    # an unscorable sample gets its group's mean, no advantage and no loss
     g = values.view(-1, group_size)
     v = valid.view(-1, group_size).float()
     means = (g * v).sum(1, keepdim=True) / v.sum(1, keepdim=True).clamp(min=1)
@@ -67,7 +69,8 @@ def score_rollouts(rows: list[dict[str, Any]], rollouts: list, group_size: int,
     return values, valid, per_name
 
 
-def make_loss_fn(cfg: Config, num_tokens: float, num_sequences: float, max_len: int):
+def make_loss_fn(cfg: Config, num_tokens: float, num_sequences: float, max_len: int,
+                 num_micro_batches: float | None = None):
     """The closure the policy calls per micro-batch (on the last pipeline stage)."""
     g = cfg.grpo
 
@@ -78,7 +81,8 @@ def make_loss_fn(cfg: Config, num_tokens: float, num_sequences: float, max_len: 
         return policy_loss(logprobs, old_lp, mb.advantages, mb.mask, loss_type=g.loss_type, eps_low=g.eps_low,
                            eps_high=g.eps_high, beta=g.beta, ref_logprobs=mb.ref_logprobs, max_completion_length=max_len,
                            dual_clip=g.dual_clip, rollout_logprobs=mb.rollout_logprobs if g.tis_cap else None,
-                           tis_cap=g.tis_cap, num_tokens=num_tokens, num_sequences=num_sequences)
+                           tis_cap=g.tis_cap, num_tokens=num_tokens, num_sequences=num_sequences,
+                           num_micro_batches=num_micro_batches)
 
     return loss_fn
 
@@ -87,7 +91,7 @@ def build_train_batch(cfg: Config, rollouts: list, rewards: torch.Tensor, valid:
                       pad_id: int) -> TrainBatch:
     """Advantages from rewards, then the padded batch with overlong/unscorable sequences masked."""
     adv = compute_advantages(rewards, cfg.grpo.num_generations, scale=cfg.grpo.advantage_scale,
-                             leave_one_out=cfg.grpo.leave_one_out)
+                             leave_one_out=cfg.grpo.leave_one_out, valid=valid)
     keep = [bool(v) and not (cfg.grpo.overlong_filter and r.truncated) for r, v in zip(rollouts, valid, strict=True)]
     return build_batch([r.prompt_token_ids for r in rollouts], [r.completion_token_ids for r in rollouts],
                        [r.logprobs for r in rollouts], adv, pad_id=pad_id, completion_mask=keep)
@@ -157,6 +161,18 @@ def can_skip_zero_advantage(cfg: Config) -> bool:
     return g.skip_zero_advantage and g.beta == 0 and LOSS_VARIANTS[g.loss_type].global_counts
 
 
+def global_micro_batches(local: int) -> float:
+    """Micro-batches of this step summed over the data-parallel ranks (one all-reduce when DP > 1)."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    if not (dist.is_initialized() and ps.model_parallel_is_initialized()) or ps.get_data_parallel_world_size() == 1:
+        return float(local)
+    t = torch.tensor([float(local)])
+    dist.all_reduce(t, group=ps.get_data_parallel_group())
+    return float(t)
+
+
 def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: float, num_sequences: float
                    ) -> dict[str, float]:
     """mu policy iterations over one batch of rollouts (old logprobs recomputed only when mu > 1).
@@ -181,7 +197,8 @@ def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: f
         mbs: list = shared_prompt_micro_batches(batch, G, cfg.train.micro_batch_size)
     else:
         mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, cfg.train.micro_batch_size)]
-    loss_fn = make_loss_fn(cfg, num_tokens, num_sequences, cfg.rollout.max_new_tokens)
+    loss_fn = make_loss_fn(cfg, num_tokens, num_sequences, cfg.rollout.max_new_tokens,
+                           global_micro_batches(len(mbs)) if cfg.grpo.loss_type == "bnpo" else None)
     first: dict[str, float] = {}
     for it in range(cfg.grpo.mu):
         stats = policy.train_step(mbs, loss_fn)
