@@ -108,4 +108,8 @@ def run_on_cpu_ranks(fn: Callable[..., Any], nprocs: int, *args: Any, threads: i
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=10)
+        for p in procs:  # a rank that handles SIGTERM (a trainer saving on stop) and is stuck anyway
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=10)
     return [results[r] for r in range(nprocs)]

@@ -20,7 +20,7 @@ from nemo_r1.trainers.grpo_step import (
     build_train_batch,
     reward_metrics,
     rollout_metrics,
-    score_rollouts,
+    score_on_replica,
     select_groups,
     train_on_batch,
     write_samples,
@@ -151,7 +151,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
             rows = [examples[i] for i in idx]
             rollouts = rollout.generate([r["prompt"] for r in rows], sampling)
             reward_s = -time.perf_counter()
-            rewards, valid, per_name = score_rollouts(rows, rollouts, G, reward_fn)
+            rewards, valid, per_name = score_on_replica(rows, rollouts, G, reward_fn, replica_group)
             reward_s += time.perf_counter()
             gen_rollouts, gen_rewards, gen_valid, gen_rows = list(rollouts), rewards, valid, list(rows)
             if cfg.grpo.dynamic_sampling:
@@ -165,7 +165,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                     extra_rows = [examples[i] for i in sampler.for_step(step, P, replica, replicas, refill)]
                     more = rollout.generate([r["prompt"] for r in extra_rows], sampling)
                     reward_s -= time.perf_counter()
-                    r2, v2, _ = score_rollouts(extra_rows, more, G, reward_fn)
+                    r2, v2, _ = score_on_replica(extra_rows, more, G, reward_fn, replica_group)
                     reward_s += time.perf_counter()
                     for r in more:
                         r.prompt_index += len(rows)
@@ -181,12 +181,18 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
             rollout.sleep()
             t0 = time.perf_counter()
             metrics: dict[str, Any] = {}
+            idle = not rollouts  # dynamic sampling left this replica nothing to train
+            if idle and replicas > 1:
+                # it still takes part in every collective of the step: one group with no loss
+                # tokens (zero contribution), counted as no sequences in the global normalisers
+                rollouts, rewards, valid = gen_rollouts[:G], gen_rewards[:G], torch.zeros(G, dtype=torch.bool)
             if rollouts:
                 batch = build_train_batch(cfg, rollouts, rewards, valid, pad_id)
-                counts = torch.tensor([batch.mask.sum().item(), float(len(rollouts))])
+                counts = torch.tensor([batch.mask.sum().item(), 0.0 if idle else float(len(rollouts))])
                 if replicas > 1:
                     dist.all_reduce(counts, group=dp_group)
-                metrics = train_on_batch(cfg, policy, batch, float(counts[0]), float(counts[1]))
+                if counts[0] > 0:  # the same global counts on every replica: an agreed skip otherwise
+                    metrics = train_on_batch(cfg, policy, batch, float(counts[0]), float(counts[1]))
             train_s = time.perf_counter() - t0
 
             t0 = time.perf_counter()

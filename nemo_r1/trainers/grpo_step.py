@@ -69,6 +69,21 @@ def score_rollouts(rows: list[dict[str, Any]], rollouts: list, group_size: int,
     return values, valid, per_name
 
 
+def score_on_replica(rows: list[dict[str, Any]], rollouts: list, group_size: int, reward_fn,
+                     group: Any) -> tuple[torch.Tensor, torch.Tensor, dict[str, list[float | None]]]:
+    """`score_rollouts` on the replica's first rank, broadcast to its other ranks. Rewards with
+    wall-clock limits (math-verify's timeout, the sandbox) could otherwise differ between the ranks
+    of one replica, which would then build different batches and skip different groups."""
+    import torch.distributed as dist
+
+    if group is None or dist.get_world_size(group) == 1:
+        return score_rollouts(rows, rollouts, group_size, reward_fn)
+    leader = dist.get_process_group_ranks(group)[0]
+    box = [score_rollouts(rows, rollouts, group_size, reward_fn) if dist.get_rank() == leader else None]
+    dist.broadcast_object_list(box, src=leader, group=group)
+    return box[0]
+
+
 def make_loss_fn(cfg: Config, num_tokens: float, num_sequences: float, max_len: int,
                  num_micro_batches: float | None = None):
     """The closure the policy calls per micro-batch (on the last pipeline stage)."""

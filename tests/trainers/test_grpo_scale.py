@@ -1,0 +1,38 @@
+"""The GRPO loop across data-parallel replicas: an idle replica cannot hang the step, and the
+ranks of one replica train on the same batch even when their reward functions disagree."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "rollout"))
+
+from grpo_scale_ranks import grpo_dp_step  # noqa: E402
+from rollout_tiny import make_tiny_llama  # noqa: E402
+
+from nemo_r1.distributed import run_on_cpu_ranks  # noqa: E402
+
+
+@pytest.mark.multiproc
+@pytest.mark.timeout(900)
+def test_idle_replica_and_disagreeing_rewards_tp2_dp2(tmp_path):
+    from nemo_r1.embedded import ensure_smollm2
+
+    model = make_tiny_llama(str(tmp_path / "tiny"), str(ensure_smollm2()))
+    # a replica that skipped the step's collectives would hang the others: bounded by timeout_s
+    res = sorted(run_on_cpu_ranks(grpo_dp_step, 4, model, str(tmp_path / "run"), timeout_s=300),
+                 key=lambda r: r["rank"])
+    b = [r["batches"] for r in res]
+    assert all(len(x) == 1 for x in b), "every rank built exactly one batch for the step"
+    # replica 0 (ranks 0, 1): the leader's rewards [0, 1] (+ 0.000) reach both ranks, not rank 1's own
+    assert b[0][0]["rewards"] == [0.0, 1.0]
+    assert b[0] == b[1]
+    assert b[0][0]["loss_tokens"] > 0 and any(a != 0 for a in b[0][0]["advantages"])
+    # replica 1 (ranks 2, 3): its only group scored all equal; dynamic sampling dropped it, and it took
+    # part in the step with a zero-contribution group (no loss tokens) instead of skipping collectives
+    assert b[2] == b[3] and b[2][0]["loss_tokens"] == 0
+    row = res[0]["rows"][0]
+    assert row["step"] == 1 and row["train/loss"] == row["train/loss"]  # trained, finite
+    assert row["reward/mean"] == pytest.approx(0.5, abs=1e-6)  # replica 0's leader rewards: 0 and 1
