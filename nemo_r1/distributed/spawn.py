@@ -70,6 +70,11 @@ def _child(fn: Callable[..., Any], rank: int, world: int, port: int, threads: in
             pass
 
 
+def under_launcher() -> bool:
+    """True inside a multi-rank launch (torchrun, submitit, `nemo-r1 launch`, our own spawn)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def run_on_cpu_ranks(fn: Callable[..., Any], nprocs: int, *args: Any, threads: int = 1,
                      timeout_s: float = 900.0, cpu_only: bool = True) -> list[Any]:
     """Call `fn(*args)` on `nprocs` spawned ranks; returns [result of rank 0, rank 1, ...].

@@ -82,6 +82,7 @@ def run_reported(cfg: Config, command: str, config_path: str | Path | None) -> l
     """`run_grpo` between the header and the summary (what `nemo-r1 grpo` and `nemo-r1 demo` do)."""
     import time
 
+    from nemo_r1.distributed import under_launcher
     from nemo_r1.trainers.grpo_run import check_model_path, run_grpo
 
     t0 = time.perf_counter()
@@ -89,7 +90,21 @@ def run_reported(cfg: Config, command: str, config_path: str | Path | None) -> l
     talk = is_first_rank()
     if talk:
         print("\n".join(run_header(cfg, command, config_path)), flush=True)
-    rows = run_grpo(cfg)
+    n = cfg.parallel.tensor * cfg.parallel.pipeline
+    if n > 1 and not under_launcher():
+        # what torchrun would do: one process per TP x PP rank on this machine (CPU, gloo)
+        import os
+
+        from nemo_r1.distributed import run_on_cpu_ranks
+        from nemo_r1.platform import cuda_available
+
+        if cuda_available():
+            raise ValueError(f"parallel.tensor x parallel.pipeline = {n} ranks: on a GPU machine start them with a "
+                             f"launcher, e.g. torchrun --nproc-per-node {n} -m nemo_r1.cli {command} "
+                             f"{'--config ' + str(config_path) + ' ' if config_path else ''}...")
+        rows = run_on_cpu_ranks(run_grpo, n, cfg, threads=max(1, (os.cpu_count() or 1) // n), timeout_s=7 * 86400)[0]
+    else:
+        rows = run_grpo(cfg)
     if talk:
         print("\n".join(run_summary(cfg, rows, time.perf_counter() - t0)), flush=True)
     return rows

@@ -200,10 +200,6 @@ def _rank_main(cfg: Config) -> list[dict[str, Any]]:
     return run_sft(cfg)
 
 
-def _under_launcher() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def main(args: argparse.Namespace) -> int:
     """CLI entry: load the config (errors before any heavy import), run on this process or, for a
     TP x PP layout outside a launcher, on that many local CPU ranks."""
@@ -220,7 +216,9 @@ def main(args: argparse.Namespace) -> int:
               f"{' (packed)' if cfg.sft.packing else ''}, lr {cfg.optim.lr:g}, TP{cfg.parallel.tensor} x "
               f"PP{cfg.parallel.pipeline}, output {cfg.output_dir}", flush=True)
     t0 = time.perf_counter()
-    if n > 1 and not _under_launcher():
+    from nemo_r1.distributed import under_launcher
+
+    if n > 1 and not under_launcher():
         from nemo_r1.distributed import run_on_cpu_ranks
 
         rows = run_on_cpu_ranks(_rank_main, n, cfg, threads=max(1, (os.cpu_count() or 1) // n))[0]

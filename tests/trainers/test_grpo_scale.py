@@ -36,3 +36,29 @@ def test_idle_replica_and_disagreeing_rewards_tp2_dp2(tmp_path):
     row = res[0]["rows"][0]
     assert row["step"] == 1 and row["train/loss"] == row["train/loss"]  # trained, finite
     assert row["reward/mean"] == pytest.approx(0.5, abs=1e-6)  # replica 0's leader rewards: 0 and 1
+
+
+@pytest.mark.multiproc
+@pytest.mark.timeout(600)
+def test_cli_spawns_the_pipeline_ranks_outside_a_launcher(tmp_path):
+    """`nemo-r1 grpo parallel.pipeline=2` on one machine: the command starts the 2 CPU ranks itself."""
+    import json
+    import os
+    import subprocess
+
+    from nemo_r1.embedded import ensure_smollm2
+
+    model = make_tiny_llama(str(tmp_path / "tiny"), str(ensure_smollm2()))
+    root = HERE.parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nemo_r1.cli", "grpo", "--config", str(root / "configs/grpo/demo.yaml"),
+         f"output_dir={tmp_path / 'run'}", f"model.path={model}", "parallel.pipeline=2", "train.max_steps=1",
+         "rollout.max_new_tokens=8", "grpo.prompts_per_step=2", "grpo.num_generations=2", "train.micro_batch_size=2",
+         "checkpoint.every=0", "checkpoint.save_final=false", "logging.tensorboard=false", "logging.plots=false",
+         "data.max_samples=4", "rollout.kv_cache_gib=0.125"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1] and rows[0]["train/loss"] == rows[0]["train/loss"]
+    assert "PP2" in proc.stdout  # the header names the layout it ran
