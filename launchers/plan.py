@@ -260,11 +260,13 @@ def plan_main(args: argparse.Namespace | list[str]) -> int:
     argv = list(args.rest) if isinstance(args, argparse.Namespace) else list(args)
     ns = build_parser().parse_args(argv)
     seq_len, mbs, rollout_seqs, model_cfg = 4096, 1, 0, ns.model_config
+    sequence_parallel = not ns.no_sequence_parallel  # without a config: assumed on (the GPU recipes set it)
     if ns.config:
         from nemo_r1.config import load_config
 
         cfg = load_config(ns.config, ns.overrides)
         seq_len, mbs = cfg.train.max_seq_len, cfg.train.micro_batch_size
+        sequence_parallel = cfg.parallel.sequence_parallel and not ns.no_sequence_parallel  # what training builds
         if cfg.data.format == "problem":  # GRPO data: prompts with checkable answers
             rollout_seqs = cfg.grpo.prompts_per_step * cfg.grpo.num_generations
         if model_cfg is None:
@@ -280,7 +282,7 @@ def plan_main(args: argparse.Namespace | list[str]) -> int:
         report = plan(model_cfg, ns.nodes, ns.gpus_per_node, gpu_mem_gib=ns.gpu_mem_gib,
                       seq_len=ns.seq_len or seq_len, micro_batch_size=ns.micro_batch_size or mbs,
                       rollout_seqs=rollout_seqs if ns.rollout_seqs is None else ns.rollout_seqs,
-                      recompute=ns.recompute, sequence_parallel=not ns.no_sequence_parallel)
+                      recompute=ns.recompute, sequence_parallel=sequence_parallel)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"nemo-r1 plan: {e}") from None
     print(json.dumps(report.to_dict(), indent=1) if ns.json else report.render())

@@ -47,7 +47,7 @@ class ParallelConfig:
     pipeline: int = 1
     """Pipeline-parallel size (must divide the number of layers)."""
     sequence_parallel: bool = False
-    """Megatron sequence parallelism (GPU, TP > 1)."""
+    """Megatron sequence parallelism (GPU, TP > 1; refused on CPU). `nemo-r1 plan --config` reads it too."""
 
 
 @dataclass

@@ -142,6 +142,19 @@ def transformer_config(info: ModelInfo, tp: int, pp: int, dtype: str = "float32"
     return TransformerConfig(**kw)
 
 
+def sequence_parallel_overrides(enabled: bool, tp: int, cuda: bool) -> dict[str, Any]:
+    """TransformerConfig fields for `parallel.sequence_parallel`: activations outside the TP regions
+    (norms, dropout) split along the sequence over the TP ranks. GPU only: the CPU path (local layer
+    spec, gloo) is not built or tested for its reduce-scatter/all-gather pattern, so it is refused."""
+    if not enabled or tp == 1:
+        return {}
+    if not cuda:
+        raise ValueError("parallel.sequence_parallel=true runs on GPUs only (it splits activations over "
+                         "the TP ranks with NCCL reduce-scatter/all-gather); set parallel.sequence_parallel=false "
+                         "on CPU")
+    return {"sequence_parallel": True}
+
+
 def recompute_overrides(mode: str) -> dict[str, Any]:
     """TransformerConfig fields for the config's `model.recompute` (none | selective | full).
 

@@ -117,16 +117,24 @@ def build_policy(cfg: Config, hf_dir: str) -> MegatronPolicy:
     """Init ranks (if needed), build the sharded model from the HF checkpoint, wrap it for training."""
     from nemo_r1.distributed import init_distributed
     from nemo_r1.models.build import build_model
-    from nemo_r1.models.config import model_info, read_hf_config, recompute_overrides
+    from nemo_r1.models.config import (
+        model_info,
+        read_hf_config,
+        recompute_overrides,
+        sequence_parallel_overrides,
+    )
     from nemo_r1.models.hf_import import load_hf_weights
     from nemo_r1.models.train import setup_training
+    from nemo_r1.platform import cuda_available
     from nemo_r1.trainers.lifecycle import optim_settings
 
     init_distributed(cfg.parallel.tensor, cfg.parallel.pipeline, seed=cfg.train.seed)
     info = model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor)
 
     def from_hf() -> torch.nn.Module:
-        m = build_model(info, dtype=cfg.model.dtype, **recompute_overrides(cfg.model.recompute))
+        m = build_model(info, dtype=cfg.model.dtype, **recompute_overrides(cfg.model.recompute),
+                        **sequence_parallel_overrides(cfg.parallel.sequence_parallel, cfg.parallel.tensor,
+                                                      cuda_available()))
         load_hf_weights(m, hf_dir)
         return m
 

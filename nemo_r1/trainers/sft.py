@@ -45,12 +45,20 @@ def check_sft_config(cfg: Config) -> None:
 def build_training(cfg: Config, hf_dir: str, total_steps: int) -> Any:
     """The sharded model from the HF checkpoint, wrapped with DDP, optimizer and LR schedule."""
     from nemo_r1.models.build import build_model
-    from nemo_r1.models.config import model_info, read_hf_config, recompute_overrides
+    from nemo_r1.models.config import (
+        model_info,
+        read_hf_config,
+        recompute_overrides,
+        sequence_parallel_overrides,
+    )
     from nemo_r1.models.hf_import import load_hf_weights
     from nemo_r1.models.train import setup_training
+    from nemo_r1.platform import cuda_available
 
     info = model_info(read_hf_config(hf_dir), tp=cfg.parallel.tensor)
-    model = build_model(info, dtype=cfg.model.dtype, **recompute_overrides(cfg.model.recompute))
+    model = build_model(info, dtype=cfg.model.dtype, **recompute_overrides(cfg.model.recompute),
+                        **sequence_parallel_overrides(cfg.parallel.sequence_parallel, cfg.parallel.tensor,
+                                                      cuda_available()))
     load_hf_weights(model, hf_dir)
     return setup_training(model, optim_settings(cfg.optim, total_steps), total_steps=total_steps,
                           clip_grad=cfg.train.grad_clip)

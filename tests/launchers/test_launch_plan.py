@@ -88,3 +88,25 @@ def test_cli_reads_training_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert "KV cache for 128 sequences x 4096 tokens" in out  # 64 prompts x 16 generations / 8 engines
     with pytest.raises(SystemExit, match="no HF config"):
         plan_main(["--model-config", "/nonexistent/dir", "--nodes", "1"])
+
+
+def test_cli_takes_sequence_parallel_from_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    """The estimate uses the parallel.sequence_parallel the training run would build with."""
+    base = ["--config", "configs/grpo/qwen2.5-math-7b_grpo.yaml", "--model-config", QWEN7B, "--nodes", "2", "--json"]
+    reports = {}
+    for sp in ("true", "false"):
+        assert plan_main([*base, f"parallel.sequence_parallel={sp}"]) in (0, 1)
+        reports[sp] = json.loads(capsys.readouterr().out)
+    assert reports["true"] != reports["false"]  # activations outside the TP regions split only with SP
+    assert plan_main([*base, "--no-sequence-parallel"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out) == reports["false"]
+
+
+def test_sequence_parallel_reaches_megatron_and_is_refused_on_cpu() -> None:
+    from nemo_r1.models.config import sequence_parallel_overrides
+
+    assert sequence_parallel_overrides(True, 2, cuda=True) == {"sequence_parallel": True}
+    assert sequence_parallel_overrides(True, 1, cuda=True) == {}  # nothing to split over
+    assert sequence_parallel_overrides(False, 4, cuda=True) == {}
+    with pytest.raises(ValueError, match="set parallel.sequence_parallel=false on CPU"):
+        sequence_parallel_overrides(True, 2, cuda=False)
