@@ -141,3 +141,27 @@ def skip_and_kl_cases(hf_dir: str) -> dict[str, list[dict[str, float]]]:
         "beta0": _train_on(hf_dir, ["grpo.beta=0.0", "grpo.tis_cap=null"], SIGNAL, steps=2),
         "beta": _train_on(hf_dir, ["grpo.beta=0.5", "grpo.tis_cap=null"], SIGNAL, steps=2),
     }
+
+
+def grpo_precision_steps(hf_dir: str, dtype: str, steps: int = 3) -> dict:
+    """`steps` GRPO optimizer steps on the same fixed rollouts with model.dtype=`dtype`; the losses,
+    the optimizer's main-param dtype, and the dtypes a refit sends and the CPU engine receives."""
+    from nemo_r1.config import load_config
+    from nemo_r1.rollout.refit import RefitStats, stream
+    from nemo_r1.trainers.batching import micro_batches
+    from nemo_r1.trainers.grpo_step import make_loss_fn
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, [f"model.dtype={dtype}", "optim.lr=1e-3", f"train.max_steps={steps}",
+                             "grpo.loss_type=dapo", "grpo.tis_cap=2.0", "rollout.temperature=1.0"])
+    policy = build_policy(cfg, hf_dir)
+    batch = fixed_rollouts(300)
+    mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 4)]
+    loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)
+    losses = [policy.train_step(mbs, loss_fn)["loss"] for _ in range(steps)]
+    opt = policy.state.optimizer
+    inner = getattr(opt, "chained_optimizers", [opt])[0]
+    main = {str(p.dtype) for g in inner.optimizer.param_groups for p in g["params"]}
+    sent = {str(t.dtype) for _, t in policy.hf_weights()}
+    received = {str(t.dtype) for _, t in stream(policy.hf_weights(), torch.float32, RefitStats())}
+    return {"losses": losses, "main_params": sorted(main), "sent": sorted(sent), "received": sorted(received)}

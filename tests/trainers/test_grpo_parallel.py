@@ -91,3 +91,20 @@ def test_beta_adds_the_kl_to_the_reference_model(cases):
     assert kl[0]["grad_norm"] == pytest.approx(plain[0]["grad_norm"], rel=1e-5)
     assert kl[1]["kl"] > 1e-6
     assert kl[1]["loss"] == pytest.approx(plain[1]["loss"] + 0.5 * kl[1]["kl"], rel=1e-4, abs=1e-8)
+
+
+@pytest.mark.multiproc
+def test_bf16_policy_tracks_fp32_and_refits_the_engine_dtype(tmp_path):
+    """bf16 weights with fp32 main params (the GPU recipe's precision) on CPU: three GRPO steps on the
+    same rollouts track the fp32 losses, and a refit casts the bf16 weights to the CPU engine's fp32."""
+    from grpo_parallel_ranks import grpo_precision_steps
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    fp32 = run_on_cpu_ranks(grpo_precision_steps, 1, hf, "float32")[0]
+    bf16 = run_on_cpu_ranks(grpo_precision_steps, 1, hf, "bfloat16")[0]
+    assert fp32["losses"][0] != fp32["losses"][-1]  # the steps move the policy
+    for a, b in zip(fp32["losses"], bf16["losses"], strict=True):
+        assert b == pytest.approx(a, abs=0.01 * max(abs(a), 0.1))  # measured: within 0.3%
+    assert bf16["main_params"] == ["torch.float32"] and fp32["main_params"] == ["torch.float32"]
+    assert "torch.bfloat16" in bf16["sent"] and fp32["sent"] == ["torch.float32"]
+    assert bf16["received"] == ["torch.float32"]  # the CPU engine runs fp32 (bf16 logprobs are far off there)
