@@ -165,3 +165,27 @@ def grpo_precision_steps(hf_dir: str, dtype: str, steps: int = 3) -> dict:
     sent = {str(t.dtype) for _, t in policy.hf_weights()}
     received = {str(t.dtype) for _, t in stream(policy.hf_weights(), torch.float32, RefitStats())}
     return {"losses": losses, "main_params": sorted(main), "sent": sorted(sent), "received": sorted(received)}
+
+
+def grpo_mu_clip(hf_dir: str, lr: float) -> dict:
+    """Two policy iterations on one batch of rollouts (grpo.mu=2) through Megatron: the first starts
+    at ratio 1; after one step the ratios move and the clipped surrogate starts clipping."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.grpo_step import train_on_batch
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, [f"optim.lr={lr}", "grpo.mu=2", "grpo.loss_type=dapo", "grpo.tis_cap=null",
+                             "grpo.skip_zero_advantage=false", "rollout.temperature=1.0", "train.micro_batch_size=4"])
+    policy = build_policy(cfg, hf_dir)
+    batch = fixed_rollouts(300)
+    seen: list[dict] = []
+    step = policy.train_step
+
+    def recording(mbs, loss_fn):
+        stats = step(mbs, loss_fn)
+        seen.append({k: stats[k] for k in ("loss", "clip_frac")})
+        return stats
+
+    policy.train_step = recording
+    train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
+    return {"iterations": seen}

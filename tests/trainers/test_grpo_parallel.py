@@ -108,3 +108,14 @@ def test_bf16_policy_tracks_fp32_and_refits_the_engine_dtype(tmp_path):
     assert bf16["main_params"] == ["torch.float32"] and fp32["main_params"] == ["torch.float32"]
     assert "torch.bfloat16" in bf16["sent"] and fp32["sent"] == ["torch.float32"]
     assert bf16["received"] == ["torch.float32"]  # the CPU engine runs fp32 (bf16 logprobs are far off there)
+
+
+@pytest.mark.multiproc
+def test_mu_2_clips_once_the_weights_have_moved(tmp_path):
+    from grpo_parallel_ranks import grpo_mu_clip
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    it = run_on_cpu_ranks(grpo_mu_clip, 1, hf, 5e-2)[0]["iterations"]
+    assert len(it) == 2
+    assert it[0]["clip_frac"] == 0.0  # old logprobs recomputed before the first iteration: ratio 1
+    assert it[1]["clip_frac"] > 0.0   # the second iteration sees the moved policy through the clip
