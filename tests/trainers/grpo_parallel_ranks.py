@@ -66,8 +66,9 @@ def group_rollouts(vocab: int, seed: int = 1):
     return build_batch(prompts, comps, rollout_lp, compute_advantages(rewards, 4), pad_id=0)
 
 
-def grpo_update_shared(hf_dir: str, tp: int, pp: int, share: bool) -> dict[str, float]:
-    """One GRPO step on `group_rollouts`, each group packed into one row (share) or one row per sample."""
+def grpo_update_shared(hf_dir: str, tp: int, pp: int, share: bool, micro: int = 4) -> dict[str, float]:
+    """One GRPO step on `group_rollouts`, each group packed into one row (share) or one row per sample;
+    micro=8 puts both groups' rows in one micro-batch, the shorter one padded."""
     from nemo_r1.config import load_config
     from nemo_r1.trainers.batching import micro_batches
     from nemo_r1.trainers.grpo_step import make_loss_fn
@@ -80,8 +81,10 @@ def grpo_update_shared(hf_dir: str, tp: int, pp: int, share: bool) -> dict[str, 
     batch = group_rollouts(300)
     assert groups_share_prompts(batch, 4)
     if share:
-        mbs = shared_prompt_micro_batches(batch, 4, 4)
-        assert [tuple(mb.tokens.shape) for mb in mbs] == [(1, 8 + 19), (1, 5 + 14)]  # prompt once per group
+        mbs = shared_prompt_micro_batches(batch, 4, micro)
+        # the prompt once per group; with micro=8 both groups in one micro-batch, padded to the longer
+        want = [(1, 8 + 19), (1, 5 + 14)] if micro == 4 else [(2, 8 + 19)]
+        assert [tuple(mb.tokens.shape) for mb in mbs] == want
     else:
         mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 4)]
     loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)

@@ -46,10 +46,12 @@ def test_shared_prompt_rows_give_the_same_step(tmp_path):
     hf = str(make_tiny("llama", tmp_path / "llama"))
     rows = run_on_cpu_ranks(grpo_update_shared, 1, hf, 1, 1, False)[0]
     shared = run_on_cpu_ranks(grpo_update_shared, 1, hf, 1, 1, True)[0]
+    two_groups_padded = run_on_cpu_ranks(grpo_update_shared, 1, hf, 1, 1, True, 8)[0]
     par = run_on_cpu_ranks(grpo_update_shared, 4, hf, 2, 2, True)
     assert rows["loss"] != 0.0 and rows["logprob_diff"] > 0.0
     for key in ("loss", "grad_norm", "logprob_diff", "after"):
         assert shared[key] == pytest.approx(rows[key], rel=1e-5, abs=1e-6), key
+        assert two_groups_padded[key] == pytest.approx(rows[key], rel=1e-5, abs=1e-6), key
     for r in par:
         for key in ("loss", "grad_norm", "logprob_diff"):
             assert r[key] == pytest.approx(rows[key], rel=1e-5, abs=1e-6), key
