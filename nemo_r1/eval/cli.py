@@ -36,15 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "lighteval's own tasks and metrics on our engine")
     p.add_argument("--limit", type=int, default=None, help="first N problems of each benchmark")
     p.add_argument("--dp", type=int, default=1, help="data-parallel engines (processes)")
-    p.add_argument("--tp", type=int, default=None, help="tensor parallel size of each engine (GPU; default 1)")
     p.add_argument("--system-prompt", default=None, help="`r1` (the R1-Zero system prompt) or any text")
     p.add_argument("--chat-template", default=None,
                    help="default: the tokenizer's; chatml, chatml_think (prefills <think>), r1_zero, a .jinja "
                         "file, or `none` (raw text, for base models without a template)")
-    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
     p.add_argument("--max-batch", type=int, default=256,
                    help="sequences in flight per engine (vLLM refills as they finish; HF runs chunks of this)")
-    p.add_argument("--kv-cache-gib", type=float, default=None, help="CPU vLLM KV cache per engine (GiB; default 2)")
     p.add_argument("--hf-batch-size", type=int, default=None, help="batch size of --backend hf (default 16)")
     from nemo_r1.rollout.cli import add_engine_args
 

@@ -16,8 +16,13 @@ from nemo_r1.rollout.base import RolloutConfig
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """`--config`/`--set`: the `rollout` section of a run config, so one section configures GRPO's,
-    eval's and generate's engines alike."""
+    """The engine flags eval and generate share: `--config`/`--set` (the `rollout` section of a run
+    config, so one section configures GRPO's, eval's and generate's engines alike) and the common
+    keys as flags, which override it (None = the section's, else the command's default)."""
+    p.add_argument("--tp", type=int, default=None, help="tensor parallel size of each engine (GPU; default 1)")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
+    p.add_argument("--kv-cache-gib", type=float, default=None,
+                   help="CPU vLLM KV cache per engine in GiB (default: eval 2, generate the rollout section's 1)")
     p.add_argument("--config", default=None, help="a run config (YAML); its `rollout` section configures the engine")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="rollout.KEY=VALUE",
                    help="override a key of the rollout section, e.g. --set rollout.kv_cache_gib=4 (repeatable)")
@@ -65,9 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dp", type=int, default=1, help="data-parallel engines (processes)")
     p.add_argument("--max-batch", type=int, default=256, help="sequences in flight per engine")
     p.add_argument("--backend", choices=["vllm", "hf"], default=None, help="default: the rollout section's (vllm)")
-    p.add_argument("--tp", type=int, default=None, help="tensor parallel size of each engine (GPU)")
-    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: the model's)")
-    p.add_argument("--kv-cache-gib", type=float, default=None, help="CPU vLLM KV cache per engine (GiB)")
     add_engine_args(p)
     p.add_argument("--overwrite", action="store_true", help="delete the generations in --out (all shards) first")
     p.add_argument("--no-progress", action="store_true")
