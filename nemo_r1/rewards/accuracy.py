@@ -93,7 +93,8 @@ def score_one(item: tuple[str, str, float]) -> tuple[float | None, str]:
     """(score, status) for one (completion, gold, cpu budget); module-level so the pool can pickle it.
 
     A gold that runs out of CPU scores None (not the completion's fault); an answer that does
-    scores 0.0, so a model gains nothing by emitting expressions too costly to check.
+    scores 0.0, so a model gains nothing by emitting expressions too costly to check. The pool's
+    hard wall limit gives the same 0.0 (see `accuracy`).
     """
     completion, gold, cpu_s = item
     try:
@@ -162,7 +163,8 @@ def _score_in_pool(items: list[tuple[str, str, float]], workers: int, hard_timeo
 
 
 def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Scores:
-    """1.0 if the last \\boxed{}/<answer> equals the `answer` column under math-verify, else 0.0; None if the gold does not parse."""
+    """1.0 if the last \\boxed{}/<answer> equals the `answer` column under math-verify, else 0.0; None if
+    the gold does not parse. An answer too costly to check (CPU budget or hard wall limit) scores 0.0."""
     golds = require_column("accuracy", columns, "answer")
     items = [(c, "" if g is None else str(g), p.cpu_timeout_s) for c, g in zip(completions, golds, strict=True)]
     workers = default_workers() if p.workers is None else p.workers
@@ -177,7 +179,10 @@ def accuracy(completions: list[str], p: AccuracyParams, **columns: Any) -> Score
     scores: Scores = []
     for (_, gold, _), res in zip(items, results, strict=True):
         if res is TIMED_OUT:
-            scores.append(None)
+            # The gold is parsed (under the CPU budget, None when over it) before the answer, so an
+            # item killed at the wall limit or dying in C code is the answer's cost: 0.0 as the CPU
+            # budget gives, or a model could trade a wrong answer for a None that trains nothing.
+            scores.append(0.0)
             continue
         score, status = res
         if status == BAD_GOLD:

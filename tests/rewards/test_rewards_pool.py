@@ -1,5 +1,6 @@
 """The scoring pool never fails silently: workers that cannot start are detected at once, hung or
-crashed items score None alone, and None never stands for "the pool did not work"."""
+crashed items are marked alone (accuracy scores them 0.0, a too-costly answer), and None never
+stands for "the pool did not work"."""
 
 from __future__ import annotations
 
@@ -110,10 +111,10 @@ def test_hung_and_crashed_items_score_none_alone_and_errors_propagate():
         pool.close()
 
 
-def test_accuracy_hung_item_is_none_and_the_rest_keep_their_scores():
+def test_accuracy_hung_item_scores_zero_and_the_rest_keep_their_scores():
     fn = get_reward("accuracy", workers=2, min_pool_batch=1, hard_timeout_s=3.0)
     comps = list(COMPS)
     comps[3] = "\\boxed{9^{9^{9^{9}}}}"  # 5 s of CPU in sympy: past the 3 s wall limit
     scores = fn(comps, answer=GOLDS)
-    assert scores[3] is None
+    assert scores[3] == 0.0  # an answer too costly to check, as under the CPU budget
     assert scores[:3] + scores[4:] == EXPECTED[:3] + EXPECTED[4:]
