@@ -18,6 +18,7 @@ from nemo_r1.signals import StopFlag
 from nemo_r1.trainers.grpo_step import (
     PromptSampler,
     build_train_batch,
+    global_counts,
     reward_metrics,
     rollout_metrics,
     score_on_replica,
@@ -188,11 +189,9 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                 rollouts, rewards, valid = gen_rollouts[:G], gen_rewards[:G], torch.zeros(G, dtype=torch.bool)
             if rollouts:
                 batch = build_train_batch(cfg, rollouts, rewards, valid, pad_id)
-                counts = torch.tensor([batch.mask.sum().item(), 0.0 if idle else float(len(rollouts))])
-                if replicas > 1:
-                    dist.all_reduce(counts, group=dp_group)
-                if counts[0] > 0:  # the same global counts on every replica: an agreed skip otherwise
-                    metrics = train_on_batch(cfg, policy, batch, float(counts[0]), float(counts[1]))
+                tokens, seqs = global_counts(batch, 0 if idle else len(rollouts), dp_group if replicas > 1 else None)
+                if tokens > 0:  # the same global counts on every replica: an agreed skip otherwise
+                    metrics = train_on_batch(cfg, policy, batch, tokens, seqs)
             train_s = time.perf_counter() - t0
 
             t0 = time.perf_counter()

@@ -188,6 +188,17 @@ def global_micro_batches(local: int) -> float:
     return float(t)
 
 
+def global_counts(batch: TrainBatch, num_sequences: int, dp_group: Any = None) -> tuple[float, float]:
+    """(loss tokens, sequences) of the step summed over the data-parallel replicas: the global
+    normalisers every replica's loss divides by. DP = 1 (or no group) takes no collective."""
+    import torch.distributed as dist
+
+    counts = torch.tensor([float(batch.mask.sum()), float(num_sequences)])
+    if dp_group is not None and dist.get_world_size(dp_group) > 1:
+        dist.all_reduce(counts, group=dp_group)
+    return float(counts[0]), float(counts[1])
+
+
 def train_on_batch(cfg: Config, policy: Policy, batch: TrainBatch, num_tokens: float, num_sequences: float
                    ) -> dict[str, float]:
     """mu policy iterations over one batch of rollouts (old logprobs recomputed only when mu > 1).

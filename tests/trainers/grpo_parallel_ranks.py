@@ -192,3 +192,30 @@ def grpo_mu_clip(hf_dir: str, lr: float) -> dict:
     policy.train_step = recording
     train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
     return {"iterations": seen}
+
+
+def grpo_dp_update(hf_dir: str, loss_type: str) -> dict:
+    """One GRPO step on `three_groups` at TP1: DP=1 trains all 3 groups on one rank (no collective for
+    the counts); DP=2 gives rank 0 groups 0-1 and rank 1 group 2 (uneven: 2 and 1 micro-batches),
+    with the global counts all-reduced as the loop does. Returns the step statistics and the whole
+    batch's logprob sum after the update."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.grpo_step import global_counts, train_on_batch
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, ["optim.lr=1e-2", "train.max_steps=1", f"grpo.loss_type={loss_type}",
+                             "rollout.temperature=1.0", "grpo.num_generations=4", "train.micro_batch_size=4",
+                             "rollout.max_new_tokens=8", "grpo.skip_zero_advantage=false", "grpo.tis_cap=2.0"])
+    policy = build_policy(cfg, hf_dir)
+    full = three_groups(300, SIGNAL)
+    dp = ps.get_data_parallel_world_size()
+    mine = list(range(12)) if dp == 1 else (list(range(8)) if dist.get_rank() == 0 else list(range(8, 12)))
+    batch = full.select(mine)
+    before = float((policy.logprobs(full, 4) * full.mask).sum())
+    tokens, seqs = global_counts(batch, len(mine), ps.get_data_parallel_group() if dp > 1 else None)
+    stats = train_on_batch(cfg, policy, batch, tokens, seqs)
+    return {"dp": dp, "tokens": tokens, "seqs": seqs, "loss": stats["loss"], "grad_norm": stats["grad_norm"],
+            "before": before, "after": float((policy.logprobs(full, 4) * full.mask).sum())}

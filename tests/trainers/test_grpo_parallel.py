@@ -121,3 +121,21 @@ def test_mu_2_clips_once_the_weights_have_moved(tmp_path):
     assert len(it) == 2
     assert it[0]["clip_frac"] == 0.0  # old logprobs recomputed before the first iteration: ratio 1
     assert it[1]["clip_frac"] > 0.0   # the second iteration sees the moved policy through the clip
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo"])
+def test_dp2_step_equals_the_dp1_shortcut(tmp_path, loss_type):
+    """The loop's global counts: DP=1 takes no collective, DP=2 all-reduces them; with the batch split
+    unevenly over two replicas the update equals one replica training all of it."""
+    from grpo_parallel_ranks import grpo_dp_update
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    one = run_on_cpu_ranks(grpo_dp_update, 1, hf, loss_type)[0]
+    two = run_on_cpu_ranks(grpo_dp_update, 2, hf, loss_type)
+    assert one["dp"] == 1 and {r["dp"] for r in two} == {2}
+    for r in two:  # both replicas divide by the whole step's counts, not their own
+        assert (r["tokens"], r["seqs"]) == (one["tokens"], 12.0)
+        assert r["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
+        assert r["after"] == pytest.approx(one["after"], rel=1e-5)
+    assert one["grad_norm"] > 0 and abs(one["after"] - one["before"]) > 1e-3  # the step moved the weights

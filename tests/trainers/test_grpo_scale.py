@@ -1,5 +1,6 @@
 """The GRPO loop across data-parallel replicas: an idle replica cannot hang the step, and the
-ranks of one replica train on the same batch even when their reward functions disagree."""
+ranks of one replica train on the same batch even when their reward functions disagree, and the step's
+update equals the reference computation."""
 
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "rollout"))
 
-from grpo_scale_ranks import grpo_dp_step  # noqa: E402
+from grpo_scale_ranks import grpo_dp_step, reference_step  # noqa: E402
 from rollout_tiny import make_tiny_llama  # noqa: E402
 
 from nemo_r1.distributed import run_on_cpu_ranks  # noqa: E402
@@ -34,8 +35,13 @@ def test_idle_replica_and_disagreeing_rewards_tp2_dp2(tmp_path):
     # part in the step with a zero-contribution group (no loss tokens) instead of skipping collectives
     assert b[2] == b[3] and b[2][0]["loss_tokens"] == 0
     row = res[0]["rows"][0]
-    assert row["step"] == 1 and row["train/loss"] == row["train/loss"]  # trained, finite
-    assert row["reward/mean"] == pytest.approx(0.5, abs=1e-6)  # replica 0's leader rewards: 0 and 1
+    assert row["step"] == 1 and row["reward/mean"] == pytest.approx(0.5, abs=1e-6)  # replica 0's leader: 0, 1
+    # the update equals the reference computation: replica 0's batch trained alone with the step's counts
+    ref = run_on_cpu_ranks(reference_step, 1, model, str(tmp_path / "ref"), str(tmp_path / "run" / "replica0_batch.pt"),
+                           2, timeout_s=300)[0]
+    assert ref["grad_norm"] > 0
+    assert row["train/loss"] == pytest.approx(ref["loss"], rel=1e-5, abs=1e-7)
+    assert row["train/grad_norm"] == pytest.approx(ref["grad_norm"], rel=1e-5)
 
 
 @pytest.mark.multiproc
