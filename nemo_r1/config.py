@@ -61,7 +61,8 @@ class TrainConfig:
     micro_batch_size: int = 4
     """Sequences per forward/backward pass."""
     global_batch_size: int = 16
-    """Sequences per optimizer step (SFT); for GRPO, prompts x num_generations."""
+    """Sequences per optimizer step of SFT. GRPO's step trains grpo.prompts_per_step x
+    grpo.num_generations sequences and refuses a value set here that differs from that."""
     grad_clip: float = 1.0
     """Global grad-norm clip (0 disables)."""
     max_seq_len: int = 1024
@@ -220,13 +221,16 @@ class ConfigError(ValueError):
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Schema defaults <- YAML chain (`defaults: [base.yaml]`, parents first) <- `key=value` overrides."""
     cfg = OmegaConf.structured(Config)
+    given: set[str] = set()
     if path is not None:
         for layer_path, layer in _yaml_chain(Path(path), seen=()):
             cfg = _merge(cfg, layer, source=str(layer_path), yaml_path=layer_path)
+            given.update(_flat_keys(layer))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value (e.g. train.max_steps=10)")
         key, value = item.split("=", 1)
+        given.add(key.strip())
         _check_key(key.strip(), source=f"command-line override {item!r}")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key.strip()}={value}"]))
@@ -238,7 +242,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(str(e)) from None
     assert isinstance(obj, Config)
     validate(obj)
+    obj.__dict__["_given"] = frozenset(given)  # not a field: config.yaml and to_dict never see it
     return obj
+
+
+def is_given(cfg: Config, key: str) -> bool:
+    """Whether a YAML file or an override set `key`, as opposed to the schema default: some checks
+    apply only to values a user chose (e.g. GRPO refuses a train.global_batch_size it would ignore)."""
+    return key in cfg.__dict__.get("_given", ())
 
 
 def validate(cfg: Config) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from nemo_r1.config import Config, ConfigError, save_config, to_dict
+from nemo_r1.config import Config, ConfigError, is_given, save_config, to_dict
 from nemo_r1.signals import StopFlag
 from nemo_r1.trainers.grpo_step import (
     PromptSampler,
@@ -87,9 +87,21 @@ def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:  # noqa: ANN00
         prune_checkpoints(cfg.output_dir, cfg.checkpoint.keep)
 
 
+def check_grpo_batch(cfg: Config) -> None:
+    """GRPO's optimizer step trains prompts_per_step x num_generations sequences; a different
+    train.global_batch_size (an SFT setting) set by the user would be silently ignored."""
+    n = cfg.grpo.prompts_per_step * cfg.grpo.num_generations
+    if is_given(cfg, "train.global_batch_size") and cfg.train.global_batch_size != n:
+        raise ConfigError(f"train.global_batch_size={cfg.train.global_batch_size}, but a GRPO step trains "
+                          f"grpo.prompts_per_step x grpo.num_generations = {cfg.grpo.prompts_per_step} x "
+                          f"{cfg.grpo.num_generations} = {n} sequences; drop train.global_batch_size (GRPO derives "
+                          "it) or change grpo.prompts_per_step")
+
+
 def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  # noqa: C901 - the loop
     """Run GRPO to `train.max_steps`; returns the metrics rows logged (on rank 0)."""
     check_model_path(cfg.model.path)
+    check_grpo_batch(cfg)
     from transformers import AutoTokenizer
 
     from nemo_r1.data.config import DataConfig

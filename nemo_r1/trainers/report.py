@@ -83,10 +83,11 @@ def run_reported(cfg: Config, command: str, config_path: str | Path | None) -> l
     import time
 
     from nemo_r1.distributed import under_launcher
-    from nemo_r1.trainers.grpo_run import check_model_path, run_grpo
+    from nemo_r1.trainers.grpo_run import check_grpo_batch, check_model_path, run_grpo
 
     t0 = time.perf_counter()
     check_model_path(cfg.model.path)  # before the header: a wrong path is the only thing to show
+    check_grpo_batch(cfg)
     talk = is_first_rank()
     if talk:
         print("\n".join(run_header(cfg, command, config_path)), flush=True)

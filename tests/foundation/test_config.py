@@ -7,6 +7,8 @@ import yaml
 
 from nemo_r1.config import Config, ConfigError, load_config, save_config
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
     p = tmp_path / name
@@ -133,3 +135,18 @@ def test_openr1_distill_recipe_keeps_the_source_settings():
     assert (cfg.train.max_seq_len, cfg.train.global_batch_size, cfg.train.grad_clip) == (32768, 128, 0.2)
     assert (cfg.model.dtype, cfg.data.format) == ("bfloat16", "messages")
     assert cfg.data.train.startswith("hf:open-r1/Mixture-of-Thoughts")
+
+
+def test_grpo_refuses_a_global_batch_size_it_would_ignore(tmp_path):
+    """GRPO derives its batch (prompts x generations); a differing train.global_batch_size the user set
+    is an error that names both, while the schema default (an SFT setting) is not."""
+    from nemo_r1.config import is_given
+    from nemo_r1.trainers.grpo_run import check_grpo_batch
+
+    cfg = load_config(CONFIGS / "grpo/demo.yaml", ["grpo.prompts_per_step=2"])
+    assert not is_given(cfg, "train.global_batch_size") and is_given(cfg, "grpo.prompts_per_step")
+    check_grpo_batch(cfg)  # default 16, not chosen: fine
+    assert is_given(cfg, "grpo.num_generations")  # set in demo.yaml
+    check_grpo_batch(load_config(CONFIGS / "grpo/demo.yaml", ["train.global_batch_size=32"]))  # 8 x 4 = 32
+    with pytest.raises(ConfigError, match=r"train.global_batch_size=16, but a GRPO step trains .* 8 x 4 = 32"):
+        check_grpo_batch(load_config(CONFIGS / "grpo/demo.yaml", ["train.global_batch_size=16"]))
