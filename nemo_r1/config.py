@@ -21,6 +21,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from nemo_r1.algorithms.loss_variants import LOSS_VARIANTS
 from nemo_r1.data.config import DataConfig  # the data layer owns its section's schema
 from nemo_r1.rollout.base import RolloutConfig  # one engine section for GRPO, eval and generate
+from nemo_r1.schedules import Schedule, check_schedules, check_section_shape
 
 
 @dataclass
@@ -212,6 +213,9 @@ class Config:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    """Scalar values that change inside a GRPO run, by step: {dotted key: {steps, values, interp}},
+    e.g. {rollout.max_new_tokens: {steps: [0, 500], values: [8192, 16384]}} (nemo_r1/schedules.py)."""
 
 
 class ConfigError(ValueError):
@@ -233,7 +237,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         given.add(key.strip())
         _check_key(key.strip(), source=f"command-line override {item!r}")
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key.strip()}={value}"]))
+            layer = OmegaConf.from_dotlist([f"{key.strip()}={value}"])
+            _check_schedules_shape(OmegaConf.to_container(layer), f"command-line override {item!r}")
+            cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
             raise ConfigError(_explain(e, f"command-line override {item!r}")) from None
     try:
@@ -274,6 +280,10 @@ def validate(cfg: Config) -> None:
     if cfg.train.global_batch_size % cfg.train.micro_batch_size:
         raise ConfigError(f"train.global_batch_size={cfg.train.global_batch_size} is not a multiple of "
                           f"train.micro_batch_size={cfg.train.micro_batch_size}")
+    try:
+        check_schedules(cfg)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def save_config(cfg: Config, output_dir: str | Path) -> Path:
@@ -325,6 +335,9 @@ def _yaml_chain(path: Path, seen: tuple[Path, ...]) -> list[tuple[Path, dict[str
 def _merge(cfg: DictConfig, layer: dict[str, Any], source: str, yaml_path: Path | None = None) -> DictConfig:
     for key in _flat_keys(layer):
         _check_key(key, source=source, yaml_path=yaml_path)
+    if "schedules" in layer:
+        line = _line_of(yaml_path, "schedules")
+        _check_schedules_shape(layer, f"{source}:{line}" if line else source)
     try:
         return OmegaConf.merge(cfg, layer)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
@@ -394,6 +407,13 @@ def _line_of(yaml_path: Path | None, dotted: str) -> int | None:
         else:
             break
     return line
+
+
+def _check_schedules_shape(layer: Any, where: str) -> None:
+    try:
+        check_section_shape(layer.get("schedules") if isinstance(layer, dict) else None, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _explain(e: OmegaConfBaseException, where: str) -> str:

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from nemo_r1.config import Config, ConfigError, is_given, save_config, to_dict
+from nemo_r1.schedules import apply_schedules
 from nemo_r1.signals import StopFlag
 from nemo_r1.trainers.grpo_step import (
     PromptSampler,
@@ -157,6 +158,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     bar = Progress(cfg.train.max_steps, initial=start, desc="grpo", enabled=is_rank0)
     with StopFlag() as stop:
         for step in range(start, cfg.train.max_steps):
+            scheduled = apply_schedules(cfg, step)  # first: every read of cfg below sees this step's values
             t_step = time.perf_counter()
             sampling = cfg.rollout.sampling(G, step_seed(cfg.train.seed, step, f"gen{replica}"))
             t0 = time.perf_counter()
@@ -212,6 +214,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
             refit_s = time.perf_counter() - t0
 
             row = reward_metrics(gen_rewards, gen_valid, per_name, G)
+            row.update(scheduled)
             row.update(rollout_metrics(gen_rollouts, generate_s))
             row.update({f"train/{k}": v for k, v in metrics.items() if k != "logprobs"})
             row.update({"timing/step_s": time.perf_counter() - t_step, "timing/generate_s": generate_s,

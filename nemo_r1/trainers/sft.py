@@ -35,8 +35,10 @@ from nemo_r1.trainers.sft_data import SFTData, build_sft_data, load_documents
 
 def check_sft_config(cfg: Config) -> None:
     """Fail in a second, naming the key, before ranks start or a model loads."""
+    from nemo_r1.schedules import refuse_schedules
     from nemo_r1.trainers.grpo_run import check_model_path
 
+    refuse_schedules(cfg, "sft")  # the keys a schedule can set are GRPO's; none is read here
     check_model_path(cfg.model.path)
     if not cfg.data.train:
         raise ConfigError("data.train is empty; set it to a .jsonl/.json/.parquet file, a dataset folder or hf:owner/name")
