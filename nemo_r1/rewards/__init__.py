@@ -10,6 +10,8 @@ Registered rewards (this list is checked against the registry by a test):
 - length: Kimi 1.5 group-relative length reward.
 - soft_overlong: DAPO soft overlong punishment.
 - code: fraction of tests passed by the last ```python block, run in the sandbox.
+- countdown: TinyZero's countdown score for the <answer> equation (0 / 0.1 / 1.0).
+- knights_knaves: Logic-RL's Knights-and-Knaves score (format +-1 plus answer 2 / -1.5 / -2).
 
 Columns are the dataset's columns for each completion (`answer`, `prompt`, `verification_info`,
 ...) plus what the trainer knows (`completion_lengths` in tokens, `group_ids`); a reward ignores
@@ -19,6 +21,7 @@ columns it does not use. None = cannot be scored: drop it from means and count i
 from nemo_r1.rewards.accuracy import AccuracyParams, accuracy
 from nemo_r1.rewards.code import CodeParams, code
 from nemo_r1.rewards.combine import RewardSpec, combine_rewards
+from nemo_r1.rewards.countdown import CountdownParams, countdown
 from nemo_r1.rewards.format import (
     FormatParams,
     ReasoningStepsParams,
@@ -27,6 +30,7 @@ from nemo_r1.rewards.format import (
     reasoning_steps,
     tag_count,
 )
+from nemo_r1.rewards.knights import KnightsParams, knights_knaves
 from nemo_r1.rewards.length import (
     CosineParams,
     LengthParams,
@@ -49,6 +53,8 @@ REWARDS.add("repetition", repetition, RepetitionParams)
 REWARDS.add("length", length, LengthParams)
 REWARDS.add("soft_overlong", soft_overlong, SoftOverlongParams)
 REWARDS.add("code", code, CodeParams)
+REWARDS.add("countdown", countdown, CountdownParams)
+REWARDS.add("knights_knaves", knights_knaves, KnightsParams)
 
 
 def get_reward(name: str, **params: object) -> RewardFn:

@@ -26,7 +26,7 @@ def test_every_registered_reward_is_documented():
     # open-r1's docstring listed fewer rewards than its registry; here the package docstring is checked.
     documented = re.findall(r"^- (\w+):", rewards_pkg.__doc__, re.MULTILINE)
     assert documented == reward_names()
-    assert len(reward_names()) == 9
+    assert len(reward_names()) == 11
 
 
 def test_unknown_name_and_parameter_errors_suggest_the_fix():
