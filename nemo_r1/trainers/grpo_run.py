@@ -62,18 +62,20 @@ def resolve_model(path: str) -> str:
 
 
 def materialize_data(cfg: Config) -> str:
-    """`generated:arithmetic` -> the demo task written once under output_dir/data (seeded, so a rerun
-    or a resume sees the same file); any other source is returned unchanged."""
-    if not cfg.data.train.startswith("generated:"):
-        return cfg.data.train
-    kind = cfg.data.train.split(":", 1)[1]
-    if kind != "arithmetic":
-        raise ValueError(f"data.train={cfg.data.train!r}: the only generated task is 'generated:arithmetic'")
-    from nemo_r1.data.tasks import write_jsonl
+    """`generated:NAME[:heldout]` -> that split of the generated task, written once under
+    output_dir/data (seeded by train.seed, so a rerun or a resume sees the same file); any other
+    source is returned unchanged."""
+    from nemo_r1.data.tasks import PREFIX, default_rows, parse_source, write_task
 
-    path = Path(cfg.output_dir) / "data" / "arithmetic.jsonl"
+    if not cfg.data.train.startswith(PREFIX):
+        return cfg.data.train
+    try:
+        name, split = parse_source(cfg.data.train)
+    except ValueError as e:
+        raise ConfigError(f"data.train: {e}") from None
+    path = Path(cfg.output_dir) / "data" / f"{name}-{split}.jsonl"
     if not dist.is_initialized() or dist.get_rank() == 0:
-        write_jsonl(path, 2000, seed=cfg.train.seed)
+        write_task(name, path, default_rows(name, split), seed=cfg.train.seed, split=split)
     if dist.is_initialized():
         dist.barrier()
     return str(path)

@@ -4,18 +4,20 @@ Why: SmolLM2-135M-Instruct solves about 1% of GSM8K, so GRPO on GSM8K sees all-z
 learns nothing. Small arithmetic is solved sometimes (the measured rate at the default difficulty
 is in docs/rewards.md), so the accuracy reward has variance within a group from the first step.
 Problems are a pure function of the seed: the same seed gives the same file.
+
+`generate`/`write_jsonl` are the raw draw the calibration in docs/rewards.md and tools/bench_grpo.py
+measured (i.i.d., repeats possible, no split). Training data goes through the task registry
+(`generated:arithmetic`, `write_task`), which keeps the held-out split out of it.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from nemo_r1.data.config import DataConfig
+from nemo_r1.data.tasks.registry import write_rows
 
 FEW_SHOT = [
     {"user": "What is 2 + 3?", "assistant": "2 + 3 = 5. The answer is \\boxed{5}."},
@@ -67,8 +69,15 @@ def _one(rng: random.Random, task: ArithmeticTask) -> tuple[str, int]:
             return task.template.replace("{expr}", expr), value
 
 
+def draw(rng: random.Random, task: ArithmeticTask) -> dict[str, str]:
+    """One problem row for the task registry."""
+    problem, value = _one(rng, task)
+    return {"problem": problem, "answer": str(value)}
+
+
 def generate(n: int, seed: int = 0, task: ArithmeticTask | None = None) -> list[dict[str, str]]:
-    """`n` rows `{"problem": ..., "answer": ...}`, deterministic in (n, seed, task)."""
+    """`n` rows `{"id", "problem", "answer"}`, deterministic in (n, seed, task); drawn with
+    replacement from both splits (the raw stream, see the module doc)."""
     task = task or ArithmeticTask()
     rng = random.Random(f"nemo-r1-arith-{seed}")
     return [{"id": f"arith-{seed}-{i}", "problem": p, "answer": str(v)} for i, (p, v) in
@@ -76,15 +85,8 @@ def generate(n: int, seed: int = 0, task: ArithmeticTask | None = None) -> list[
 
 
 def write_jsonl(path: str | Path, n: int, seed: int = 0, task: ArithmeticTask | None = None) -> Path:
-    """Write the task as jsonl (problem/answer), atomically, and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for row in generate(n, seed, task):
-            f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Write `generate(n, seed, task)` as jsonl (id/problem/answer), atomically, and return the path."""
+    return write_rows(path, generate(n, seed, task))
 
 
 def demo_data_config(path: str | Path) -> DataConfig:
