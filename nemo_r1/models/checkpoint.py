@@ -72,6 +72,10 @@ def _sharded_state(model: torch.nn.Module, optimizer: Any, scheduler: Any, extra
                    loading: bool) -> dict[str, Any]:
     sd: dict[str, Any] = {"model": unwrap(model).sharded_state_dict()}
     if optimizer is not None:
+        if not loading:
+            from nemo_r1.models.train import init_unstepped_state
+
+            init_unstepped_state(optimizer)
         sd["optimizer"] = optimizer.sharded_state_dict(sd["model"], is_loading=loading, metadata=OPTIM_FORMAT)
     if scheduler is not None:
         sd["scheduler"] = scheduler.state_dict()

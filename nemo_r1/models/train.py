@@ -96,6 +96,33 @@ def use_fused_cpu_adam(optimizer: Any) -> None:
                 group["foreach"], group["fused"] = False, True
 
 
+def init_unstepped_state(optimizer: Any) -> None:
+    """Give every param of an optimizer that never stepped the state its first step would create.
+
+    Megatron's distributed optimizer cannot save a checkpoint without per-param Adam state
+    (KeyError 'exp_avg'), which a run meets when it saves before any step trained (e.g. GRPO whose
+    first steps had no informative group). torch's Adam/AdamW: step 0 and zero moments, exactly
+    what `_init_group` creates, so the next step is the same as from an empty state. Others get
+    megatron's own `init_state_fn` (what its checkpoint loading does)."""
+    for opt in torch_optimizers(optimizer):
+        if not isinstance(opt, torch.optim.Adam | torch.optim.AdamW):
+            continue
+        for group in opt.param_groups:
+            for p in group["params"]:
+                st = opt.state[p]
+                if len(st) == 0:
+                    on_device = group.get("fused") or group.get("capturable")
+                    st["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else None)
+                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    if group.get("amsgrad"):
+                        st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    for inner in getattr(optimizer, "chained_optimizers", [optimizer]):
+        fn, opt = getattr(inner, "init_state_fn", None), getattr(inner, "optimizer", None)
+        if fn is not None and opt is not None and not any(len(s) for s in opt.state.values()):
+            fn(opt, getattr(inner, "config", None))
+
+
 def _no_grad_sync(force_all_reduce: bool = False) -> None:
     return None
 

@@ -219,3 +219,27 @@ def grpo_dp_update(hf_dir: str, loss_type: str) -> dict:
     stats = train_on_batch(cfg, policy, batch, tokens, seqs)
     return {"dp": dp, "tokens": tokens, "seqs": seqs, "loss": stats["loss"], "grad_norm": stats["grad_norm"],
             "before": before, "after": float((policy.logprobs(full, 4) * full.mask).sum())}
+
+
+def save_before_training(hf_dir: str, out: str) -> dict:
+    """A checkpoint saved before any optimizer step (a GRPO run whose first steps had no informative
+    group) loads, and the next step equals a fresh policy's first step."""
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.batching import micro_batches
+    from nemo_r1.trainers.grpo_step import make_loss_fn
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, ["optim.lr=1e-3", "train.max_steps=2", "grpo.loss_type=dapo", "rollout.temperature=1.0"])
+    batch = fixed_rollouts(300)
+    mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 4)]
+    loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)
+    result = {}
+    for name in ("fresh", "resumed"):
+        policy = build_policy(cfg, hf_dir)
+        if name == "resumed":
+            policy.save(out, {"step": 0})
+            policy = build_policy(cfg, hf_dir)
+            result["loaded_step"] = int(policy.load(out)["step"])
+        stats = policy.train_step(mbs, loss_fn)
+        result[name] = [stats["loss"], stats["grad_norm"], float((policy.logprobs(batch, 4) * batch.mask).sum())]
+    return result

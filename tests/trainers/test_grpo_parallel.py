@@ -139,3 +139,15 @@ def test_dp2_step_equals_the_dp1_shortcut(tmp_path, loss_type):
         assert r["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-5)
         assert r["after"] == pytest.approx(one["after"], rel=1e-5)
     assert one["grad_norm"] > 0 and abs(one["after"] - one["before"]) > 1e-3  # the step moved the weights
+
+
+@pytest.mark.multiproc
+def test_checkpoint_saved_before_any_step_resumes_exactly(tmp_path):
+    """The distributed optimizer has no Adam state before its first step; saving then must still work
+    (a GRPO run can save before any group trained) and the resumed step must equal a fresh one."""
+    from grpo_parallel_ranks import save_before_training
+
+    hf = str(make_tiny("llama", tmp_path / "llama"))
+    r = run_on_cpu_ranks(save_before_training, 1, hf, str(tmp_path / "ckpt"))[0]
+    assert r["loaded_step"] == 0 and r["fresh"][1] > 0
+    assert r["resumed"] == r["fresh"]  # bit-exact: zero moments at step 0 are what a first step creates
