@@ -156,6 +156,9 @@ class GRPOConfig:
     fewer tokens. CPU (local attention spec) only for now; GPU runs use one row per sample."""
     samples_every: int = 10
     """Write sample completions to samples.jsonl every N steps (0 = never)."""
+    eval_problems: int = 200
+    """With `data.eval` set: its first N problems are answered greedily and scored by the run's
+    rewards before step 1 and after the last step (output_dir/heldout.json)."""
 
 
 @dataclass

@@ -14,7 +14,8 @@ class DataConfig:
     checkout), or a hub dataset `hf:owner/name[:config][@split]` (needs a connected machine or a
     datasets cache that holds it)."""
     eval: str = ""
-    """Optional held-out set in the same format."""
+    """Optional held-out set in the same format (or `generated:NAME:heldout`): SFT reports its loss,
+    GRPO its greedy rewards before and after training (`grpo.eval_problems`)."""
     split: str = "train"
     """Split of an `hf:` source or dataset folder when the source does not name one."""
     format: str = "problem"

@@ -27,6 +27,7 @@ from nemo_r1.trainers.grpo_step import (
     train_on_batch,
     write_samples,
 )
+from nemo_r1.trainers.heldout import heldout_examples, read_results, score_heldout, write_result
 from nemo_r1.trainers.lifecycle import (
     any_rank,
     checkpoint_due,
@@ -148,6 +149,13 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     log = MetricsLogger(out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,
                         wandb_project=cfg.logging.wandb_project,
                         run_config=to_dict(cfg), resume_step=start if resume_from else None) if is_rank0 else None
+    heldout: list[dict[str, Any]] = []
+    if cfg.data.eval and cfg.grpo.eval_problems > 0:
+        heldout = heldout_examples(cfg, tokenizer)
+        if start == 0 and "base" not in read_results(out):
+            base = score_heldout(cfg, rollout, heldout, reward_fn, replica, replicas, replica_group, dp_group)
+            if is_rank0:
+                write_result(out, "base", 0, base)
     sampler = PromptSampler(len(examples), cfg.train.seed)
     G, P = cfg.grpo.num_generations, cfg.grpo.prompts_per_step
     if P % replicas:
@@ -158,6 +166,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
     from nemo_r1.console import Progress
 
     bar = Progress(cfg.train.max_steps, initial=start, desc="grpo", enabled=is_rank0)
+    completed = start
     with StopFlag() as stop:
         for step in range(start, cfg.train.max_steps):
             scheduled = apply_schedules(cfg, step)  # first: every read of cfg below sees this step's values
@@ -230,11 +239,16 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                     write_samples(out / "samples.jsonl", step + 1, gen_rows, gen_rollouts, gen_rewards)
                 bar.update(step + 1, {"reward": f"{row['reward/mean']:.3f}", "s/step": f"{row['timing/step_s']:.1f}"})
             done = step + 1 == cfg.train.max_steps
+            completed = step + 1
             stopping = any_rank(stop.stop)  # Slurm signals nodes at different moments: save together
             if checkpoint_due(cfg.checkpoint.every, step + 1, done, cfg.checkpoint.save_final, stopping):
                 save(policy, cfg, step + 1, is_rank0)
             if stopping:
                 break
     bar.close()
+    if heldout and completed == cfg.train.max_steps and (completed > start or "final" not in read_results(out)):
+        final = score_heldout(cfg, rollout, heldout, reward_fn, replica, replicas, replica_group, dp_group)
+        if is_rank0:
+            write_result(out, "final", cfg.train.max_steps, final)
     finish_run(log, out, cfg.logging.plots)
     return rows_logged

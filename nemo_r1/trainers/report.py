@@ -75,6 +75,11 @@ def run_summary(cfg: Config, rows: list[dict[str, Any]], wall_s: float) -> list[
         lines.append(f"  plots        {out / 'plots'}/ ({', '.join(sorted(p.name for p in (out / 'plots').glob('*.png')))})")
     if (out / "samples.jsonl").exists():
         lines.append(f"  samples      {out / 'samples.jsonl'}")
+    from nemo_r1.trainers.heldout import summary_line
+
+    heldout = summary_line(out)
+    if heldout:
+        lines.append(heldout)  # last: the line that says whether the run learned
     return lines
 
 

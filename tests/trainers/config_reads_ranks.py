@@ -69,7 +69,7 @@ class Reads:
 
 
 def grpo_reads(model_dir: str, out: str) -> list[str]:
-    """One GRPO step (KL on, mu 2, a checkpoint saved and pruned) on a tiny Llama."""
+    """Two GRPO steps (KL on, mu 2, checkpoints saved and pruned, held-out scores) on a tiny Llama."""
     reads = Reads()
     import nemo_r1.trainers.grpo_run as loop
     from nemo_r1.config import RewardSpec, load_config
@@ -81,7 +81,8 @@ def grpo_reads(model_dir: str, out: str) -> list[str]:
         f"output_dir={out}", f"model.path={model_dir}", "train.max_steps=2", "rollout.max_new_tokens=8",
         "grpo.prompts_per_step=2", "grpo.num_generations=2", "train.micro_batch_size=2", "checkpoint.every=1",
         "checkpoint.keep=1", "logging.tensorboard=false", "logging.plots=false", "data.max_samples=8",
-        "rollout.kv_cache_gib=0.125", "grpo.beta=0.01", "grpo.mu=2", "grpo.dynamic_sampling=true"])
+        "rollout.kv_cache_gib=0.125", "grpo.beta=0.01", "grpo.mu=2", "grpo.dynamic_sampling=true",
+        "data.eval=generated:arithmetic:heldout", "grpo.eval_problems=4"])
     cfg.rewards = [RewardSpec(name="alternate", weight=1.0)]  # a signal in every group: the step trains
     reads.seen.clear()  # load_config's own checks are not the code using the values
     loop.run_grpo(cfg)

@@ -3,6 +3,7 @@ and the walk of the config tree finds no key outside those reads and a short lis
 reader these CPU runs cannot reach (each with the reason and where it is read)."""
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -49,6 +50,9 @@ def test_every_config_key_is_read(tmp_path):
     data = write_datasets(tmp_path / "data")["messages"]
     grpo = set(run_on_cpu_ranks(grpo_reads, 1, llama, str(tmp_path / "grpo"), timeout_s=400)[0])
     sft = set(run_on_cpu_ranks(sft_reads, 1, str(chat), str(data), str(tmp_path / "sft"), timeout_s=400)[0])
+    heldout = json.loads((tmp_path / "grpo" / "heldout.json").read_text())  # data.eval was scored at both ends
+    assert [heldout[k]["step"] for k in ("base", "final")] == [0, 2]
+    assert heldout["final"]["scores"]["alternate"]["n"] == 4
     keys = config_keys()
     assert "grpo.loss_type" in grpo and "sft.eval_every" in sft  # the recorder sees reads
     assert not set(NOT_REACHED) - keys, "a listed key no longer exists"
