@@ -48,6 +48,7 @@ HANDLERS: dict[str, Command] = {
     "decontaminate": Command("nemo_r1.data.decontaminate", "main", "8-gram decontamination against benchmarks"),
     "data": Command("nemo_r1.data.stats", "main", "dataset statistics: counts, token lengths, pass rates, a PNG"),
     "convert": Command("nemo_r1.models.cli", "convert_main", "HF <-> Megatron checkpoints", "custom"),
+    "pipeline": Command("nemo_r1.pipeline.run", "main", "the R1 stages (generate ... eval) as one resumable run"),
     "launch": Command("launchers.cli", "launch_main", "run a subcommand under submitit (local or Slurm)"),
     "plan": Command("launchers.plan", "plan_main", "per-GPU memory estimate and layout advice"),
     "bench": Command("nemo_r1.bench", "main", "benchmarks: train | rollout | rewards | grpo | eval | sft"),
