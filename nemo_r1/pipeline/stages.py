@@ -26,11 +26,11 @@ import yaml
 
 from nemo_r1.pipeline.config import Pipeline, PipelineError, Stage, _near, resolve
 from nemo_r1.pipeline.kinds import KINDS
-from nemo_r1.pipeline.markers import flatten, relativize, write_text
+from nemo_r1.pipeline.markers import digest, flatten, relativize, write_text
 
 GENERATED = "generated:"
 DATA_KINDS = ("generate", "filter", "decontaminate", "eval")
-"""Kinds whose `data` option may be `generated:arithmetic[:N[:SEED]]`."""
+"""Kinds whose `data` option may be a generated task, `generated:NAME[:heldout][:ROWS[:SEED]]`."""
 PLACEHOLDER = "<{stage}.{output}: known once stage {stage} has run>"
 
 
@@ -48,8 +48,8 @@ class StagePlan:
     """The option values that may name local input files (digested into the inputs hash)."""
     files: dict[str, str] = field(default_factory=dict)
     """Files written into the stage dir before the command runs (name -> text)."""
-    generated: tuple[str, int, int] | None = None
-    """(task, rows, seed) of a `generated:` data option, written to problems.jsonl."""
+    generated: list[dict[str, Any]] | None = None
+    """The rows of a `generated:` data option, written to problems.jsonl."""
     problems: str | None = None
 
 
@@ -87,12 +87,7 @@ def prepare(plan: StagePlan) -> None:
     for name, text in plan.files.items():
         write_text(plan.dir / name, text)
     if plan.generated is not None:
-        from nemo_r1.data.tasks import write_jsonl
-
-        task, rows, seed = plan.generated
-        if task != "arithmetic":  # checked when planned; kept as a guard for new tasks
-            raise PipelineError(f"unknown generated task {task!r}")
-        write_jsonl(plan.dir / "problems.jsonl", rows, seed=seed)
+        write_text(plan.dir / "problems.jsonl", "".join(json.dumps(r) + "\n" for r in plan.generated))
 
 
 def follow_up(plan: StagePlan) -> list[str] | None:
@@ -172,15 +167,18 @@ def _plan_flags(pipe: Pipeline, stage: Stage, options: dict[str, Any], d: Path) 
     for key in options:
         if key in kind.owned or key.replace("-", "_") in kind.owned:
             raise PipelineError(f"{where}: `{key}` is set by the pipeline ({_owned_note(stage.kind)}); remove it")
-    generated, problems = None, None
-    if stage.kind in DATA_KINDS and isinstance(options.get("data"), str) and options["data"].startswith(GENERATED):
-        generated = parse_generated(options["data"], where)
-        problems = str(d / "problems.jsonl")
-        options["data"] = problems
-    elif stage.kind == "generate":
-        problems = options.get("data")
     if "no_progress" in table and "no_progress" not in options:
         options["no_progress"] = True  # bars are for terminals; the stage log gets their \r lines otherwise
+    hashed = dict(options)
+    generated, rows, problems = None, None, options.get("data") if stage.kind == "generate" else None
+    if stage.kind in DATA_KINDS and isinstance(options.get("data"), str) and options["data"].startswith(GENERATED):
+        from nemo_r1.data.tasks import task_rows
+
+        generated = parse_generated(options["data"], where)
+        name, split, n, seed = generated
+        rows = task_rows(name, n, seed, split)  # drawn now: their digest joins the hash (a generator may change)
+        hashed["data_rows"] = digest(rows)
+        problems = options["data"] = str(d / "problems.jsonl")
     positional: list[str] = []
     flags: list[str] = []
     for key, value in options.items():
@@ -199,26 +197,30 @@ def _plan_flags(pipe: Pipeline, stage: Stage, options: dict[str, Any], d: Path) 
     argv_tail = positional + flags + out_flag
     _parse_check(parser, argv_tail, where, kind.command)
     return StagePlan(stage=stage, dir=d, argv=prefix + argv_tail,
-                     config=relativize(flatten({"kind": stage.kind, **options}), pipe.output_dir), reads=options,
-                     generated=generated, problems=problems)
+                     config=relativize(flatten({"kind": stage.kind, **hashed}), pipe.output_dir), reads=options,
+                     generated=rows, problems=problems)
 
 
-def parse_generated(text: str, where: str) -> tuple[str, int, int]:
-    """`generated:arithmetic[:N[:SEED]]` -> (task, N rows (default 2000, as GRPO's), seed (default 0))."""
-    parts = text[len(GENERATED):].split(":")
-    task = parts[0]
-    if task != "arithmetic":
-        raise PipelineError(f"{where}: data {text!r}: the generated tasks are: arithmetic "
-                            "(generated:arithmetic[:ROWS[:SEED]])")
+def parse_generated(text: str, where: str) -> tuple[str, str, int, int]:
+    """`generated:NAME[:heldout][:ROWS[:SEED]]` -> (task, split, rows, seed). Without ROWS, the rows
+    a run's `generated:NAME[:heldout]` source holds (the task registry's default); SEED defaults to 0."""
+    from nemo_r1.data.tasks import default_rows, parse_source
+
+    name, *rest = text[len(GENERATED):].split(":")
+    split = rest.pop(0) if rest and not rest[0].lstrip("-").isdigit() else "train"
     try:
-        rows = int(parts[1]) if len(parts) > 1 else 2000
-        seed = int(parts[2]) if len(parts) > 2 else 0
-        if rows < 1 or len(parts) > 3:
+        name, split = parse_source(f"{GENERATED}{name}" + (f":{split}" if split != "train" else ""))
+    except ValueError as e:
+        raise PipelineError(f"{where}: data {text!r}: {e}") from None
+    try:
+        rows = int(rest[0]) if rest else default_rows(name, split)
+        seed = int(rest[1]) if len(rest) > 1 else 0
+        if rows < 1 or len(rest) > 2:
             raise ValueError
     except ValueError:
-        raise PipelineError(f"{where}: data {text!r}: write generated:arithmetic[:ROWS[:SEED]], e.g. "
-                            "generated:arithmetic:64:0") from None
-    return task, rows, seed
+        raise PipelineError(f"{where}: data {text!r}: write generated:NAME[:heldout][:ROWS[:SEED]], e.g. "
+                            f"generated:{name}:64 or generated:{name}:heldout:50:1") from None
+    return name, split, rows, seed
 
 
 def _to_argv(action: argparse.Action, value: Any, where: str, key: str) -> list[str]:
