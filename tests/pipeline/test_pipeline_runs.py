@@ -2,6 +2,9 @@
 real `nemo-r1` child process. What reruns after an edit, what a failure and --stage report."""
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,7 @@ stages:
     filters: [length]
     max_chars: 30
 """
+ROOT = Path(__file__).resolve().parents[2]
 LONG = "Tom has three red apples and buys five more red apples at the store on Monday. How many now?"
 
 
@@ -165,3 +169,38 @@ def test_one_stage_at_a_time_and_dry_run(setup, capsys):
     assert rc == 0
     assert statuses(out) == [("clean", "skipped"), ("correct", "skipped"), ("short", "ran")]
     assert json.loads((out / "summary.json").read_text())["complete"] is True
+
+
+def test_multi_rank_launches_run_one_stage_and_rank_0_owns_it(setup, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    rc, _, stderr = run(setup, capsys)
+    assert rc == 2 and "under a multi-rank launch (WORLD_SIZE=2) run one stage per job with --stage NAME" in stderr
+    monkeypatch.setenv("RANK", "1")
+    rc, stdout, _ = run(setup, capsys, "--stage", "clean")
+    assert rc == 0 and "rank 1: stage clean (decontaminate) runs on rank 0 only" in stdout
+    assert not setup["out"].exists()  # markers, logs and the summary are rank 0's
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_stops_after_the_running_stage_and_the_rerun_finishes(setup, capsys):
+    """What a launcher's preemption does: SIGTERM reaches the running stage (the trainers save and
+    exit), the pipeline returns 0 for the requeue, and the next run picks up from there."""
+    out = setup["out"]
+    cmd = [sys.executable, "-m", "nemo_r1.cli", "pipeline", "--config", str(setup["config"])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("stage correct: "):  # stage 2's command is starting
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, "".join(lines)
+    text = "".join(lines)
+    assert "nemo-r1 pipeline: SIGTERM: stopping after the running stage saves its state" in text
+    assert "nemo-r1 pipeline: stopped during stage correct; rerun the same command to resume it" in text
+    assert statuses(out) == [("clean", "ran"), ("correct", "stopped"), ("short", "pending")]
+    assert not (out / "02_correct" / "done.json").exists()
+    rc, stdout, _ = run(setup, capsys)
+    assert rc == 0
+    assert "stage correct: interrupted run found, resuming it (attempt 2)" in stdout
+    assert statuses(out) == [("clean", "skipped"), ("correct", "resumed"), ("short", "ran")]
