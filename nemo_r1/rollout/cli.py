@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from nemo_r1.rollout.base import RolloutConfig
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the tokenizer's; chatml, chatml_think, r1_zero, a .jinja file, or `none` (raw text)")
     p.add_argument("--no-instruction", action="store_true",
                    help="send the problem alone, without the \\boxed{} answer instruction")
+    p.add_argument("--few-shot", default=None, metavar="FILE|task:NAME",
+                   help="worked examples before each problem: a JSON/YAML list of {user, assistant} turns, or "
+                        "task:NAME for a generated task's own (e.g. task:arithmetic)")
     p.add_argument("--shard", default=None, metavar="i/k", help="only rows with index %% k == i (job arrays)")
     p.add_argument("--dp", type=int, default=1, help="data-parallel engines (processes)")
     p.add_argument("--max-batch", type=int, default=256, help="sequences in flight per engine")
@@ -74,6 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="delete the generations in --out (all shards) first")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def load_few_shot(source: str | None) -> list[dict[str, str]]:
+    """`--few-shot`: a file holding a list of {user, assistant} turns, or `task:NAME` for the turns
+    a generated task's recipes use."""
+    if not source:
+        return []
+    if source.startswith("task:"):
+        from nemo_r1.data.tasks import TASKS
+
+        return [dict(t) for t in TASKS.get(source.split(":", 1)[1]).few_shot]
+    import yaml
+
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"--few-shot {source}: no such file (a JSON/YAML list of {{user, assistant}} turns, "
+                         "or task:NAME)")
+    turns = yaml.safe_load(path.read_text())
+    if not isinstance(turns, list) or not all(isinstance(t, dict) and set(t) == {"user", "assistant"} for t in turns):
+        raise ValueError(f"--few-shot {source}: expected a list of turns with exactly the keys user and assistant")
+    return [{"user": str(t["user"]), "assistant": str(t["assistant"])} for t in turns]
 
 
 def merge_parser() -> argparse.ArgumentParser:
@@ -106,7 +131,8 @@ def generate_main(args: argparse.Namespace | list[str] | None = None) -> int:
         settings = GenerateSettings(
             model=resolve_model_arg(ns.model), data=ns.data, n=ns.n, temperature=ns.temperature, top_p=ns.top_p,
             top_k=ns.top_k, max_new_tokens=ns.max_new_tokens, seed=ns.seed, system_prompt=ns.system_prompt,
-            chat_template=ns.chat_template, instruction=not ns.no_instruction, columns=parse_columns(ns.columns, "nemo-r1 generate"))
+            chat_template=ns.chat_template, instruction=not ns.no_instruction,
+            columns=parse_columns(ns.columns, "nemo-r1 generate"), few_shot=load_few_shot(ns.few_shot))
         settings.sampling()  # bad sampling values fail before the engine starts
         section = engine_section(ns, backend=ns.backend, tensor_parallel_size=ns.tp, max_model_len=ns.max_model_len,
                                  kv_cache_gib=ns.kv_cache_gib)

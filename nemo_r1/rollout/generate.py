@@ -50,6 +50,9 @@ class GenerateSettings:
     instruction: bool = True
     """Append the \\boxed{} instruction after the problem (as eval and GRPO prompts do)."""
     columns: dict[str, str] = field(default_factory=dict)
+    few_shot: list[dict[str, str]] = field(default_factory=list)
+    """Worked examples ({user, assistant} turns) before the problem: a few-shot-prompted teacher
+    whose traces a zero-shot student is then fine-tuned on (rows keep the problem alone)."""
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(n=1, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
@@ -57,7 +60,7 @@ class GenerateSettings:
 
     def row_settings(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("temperature", "top_p", "top_k", "max_new_tokens", "system_prompt",
-                                              "chat_template")}
+                                              "chat_template", "few_shot")}
 
 
 def shard_path(out: Path, shard: tuple[int, int] | None) -> Path:
@@ -106,10 +109,12 @@ def load_problems(settings: GenerateSettings) -> list[tuple[int, str, dict[str, 
 
 
 def build_prompt(tokenizer: Any, problem: str, settings: GenerateSettings) -> str:
-    """The problem as eval and GRPO send it (system prompt, optional \\boxed instruction, template)."""
+    """The problem as eval and GRPO send it (system prompt, few-shot turns, optional \\boxed
+    instruction, template)."""
     from nemo_r1.data.templates import BOXED_SUFFIX, problem_messages, render_prompt
 
-    msgs = problem_messages(problem, settings.system_prompt, suffix=BOXED_SUFFIX if settings.instruction else "")
+    msgs = problem_messages(problem, settings.system_prompt, suffix=BOXED_SUFFIX if settings.instruction else "",
+                            few_shot=settings.few_shot)
     if settings.chat_template == "none":
         return "\n\n".join(m["content"] for m in msgs) + "\n"
     return render_prompt(msgs, tokenizer, settings.chat_template)

@@ -160,3 +160,30 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
                "--shard", "4/2"])
     assert rc == 2
     assert "--shard '4/2': need 0 <= i < k" in capsys.readouterr().err
+
+
+def test_few_shot_turns_precede_the_problem(tiny_model, tmp_path):
+    """A few-shot teacher: the task's worked examples come before the problem in the prompt, in
+    order, while the written rows keep the problem alone (what a zero-shot student trains on)."""
+    from transformers import AutoTokenizer
+
+    from nemo_r1.data.tasks import TASKS
+    from nemo_r1.rollout.cli import load_few_shot
+    from nemo_r1.rollout.generate import build_prompt
+
+    turns = load_few_shot("task:arithmetic")
+    assert turns == [dict(t) for t in TASKS.get("arithmetic").few_shot] and len(turns) == 2
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    plain = build_prompt(tok, "What is 4 + 4?", GenerateSettings(model="m", data="d"))
+    shot = build_prompt(tok, "What is 4 + 4?", GenerateSettings(model="m", data="d", few_shot=turns))
+    at = [shot.index(t["user"]) for t in turns] + [shot.index(t["assistant"]) for t in turns]
+    assert at[0] < at[2] < at[1] < at[3] < shot.index("What is 4 + 4?")
+    assert shot.endswith(plain[plain.index("What is 4 + 4?"):]) and turns[0]["user"] not in plain
+    f = tmp_path / "shots.yaml"
+    f.write_text("- {user: 'Q?', assistant: 'A.'}\n")
+    assert load_few_shot(str(f)) == [{"user": "Q?", "assistant": "A."}]
+    f.write_text("- {user: 'Q?'}\n")
+    with pytest.raises(ValueError, match="exactly the keys user and assistant"):
+        load_few_shot(str(f))
+    with pytest.raises(ValueError, match="no such file"):
+        load_few_shot(str(tmp_path / "none.yaml"))
