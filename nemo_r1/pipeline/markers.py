@@ -1,9 +1,9 @@
 """Stage hashes and markers: what decides skip, resume or rerun.
 
-A stage is identified by two hashes: of its resolved config (flattened, with the pipeline's own
-output_dir written as `${output_dir}` so a moved run directory stays valid) and of its inputs (the
-previous stage's run id, and digests of the local files and folders its options name outside
-output_dir). The run id is new each time a stage finishes, so when a stage runs again every stage
+A stage is identified by two hashes: of its resolved config (flattened: a flag command's options,
+an sft/grpo stage's values that differ from the schema defaults; the pipeline's own output_dir
+written as `${output_dir}` so a moved run directory stays valid) and of its inputs (the previous
+stage's run id, and digests of the local files and folders its options name outside output_dir). The run id is new each time a stage finishes, so when a stage runs again every stage
 after it runs again too, even where its config did not change: its input may have.
 
 `started.json` is written before the command starts and `done.json` after it succeeded, both
@@ -24,6 +24,8 @@ from typing import Any
 DONE = "done.json"
 STARTED = "started.json"
 LOG = "stage.log"
+BIG_FILE = 256 << 20
+"""Files larger than this are identified by size and mtime, not their bytes (see `file_digest`)."""
 MAX_DIFFS = 3
 """Changed keys named in a rerun reason; the rest are counted."""
 
@@ -71,10 +73,13 @@ def relativize(value: Any, root: Path) -> Any:
 
 
 def file_digest(path: Path) -> str:
-    """A file: sha256 of its bytes. A folder (a model, a dataset dir): sha256 of each file's relative
-    path, size and mtime, since reading every weight file of a large model on each run would cost
-    minutes; a rewritten file changes its mtime."""
+    """A file: sha256 of its bytes. A folder (a model, a dataset dir) or a file over BIG_FILE: sha256
+    of each file's relative path, size and mtime, since reading every weight or data shard of a large
+    run on each invocation would cost minutes; a rewritten file changes its mtime."""
     h = hashlib.sha256()
+    if path.is_file() and path.stat().st_size > BIG_FILE:
+        st = path.stat()
+        return "stat:" + hashlib.sha256(f"{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
     if path.is_file():
         with path.open("rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

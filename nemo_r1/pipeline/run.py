@@ -183,7 +183,13 @@ class Runner:
                   f"{decision.reason} ===\n")
         rc = self._child(child_command(plan), log, header, distributed=not KINDS[stage.kind].flags)
         if rc == 0 and self.stop_signal is None:
-            extra = follow_up(plan)
+            try:
+                extra = follow_up(plan)
+            except PipelineError as e:  # e.g. no checkpoint to export: the stage failed, say why
+                print(f"nemo-r1 pipeline: {e}", file=sys.stderr, flush=True)
+                with log.open("a") as f:
+                    f.write(f"nemo-r1 pipeline: {e}\n")
+                extra, rc = None, 1
             if extra is not None:
                 rc = self._child([sys.executable, "-m", "nemo_r1.cli", *extra], log, f"=== export: {' '.join(extra)}\n")
         seconds = time.perf_counter() - t0

@@ -9,6 +9,7 @@ from nemo_r1.pipeline import PipelineError, load_pipeline
 from nemo_r1.pipeline.config import resolve
 from nemo_r1.pipeline.stages import outputs_of, parse_generated, plan_stage
 
+ROOT = Path(__file__).resolve().parents[2]
 CHAIN = """\
 output_dir: OUT_DIR
 vars:
@@ -194,3 +195,26 @@ def test_convert_stage_takes_its_direction_and_flags(tmp_path):
     assert p2.argv[:4] == ["convert", "mcore-to-hf", "--ckpt", str(tmp_path / "run" / "01_to_mcore" / "model")]
     with pytest.raises(PipelineError, match="a convert stage needs direction: hf-to-mcore or mcore-to-hf"):
         load_pipeline(write(tmp_path, text.replace("direction: mcore-to-hf", "direction: sideways")))
+
+
+def test_the_documented_shape_loads(tmp_path):
+    """The example in nemo_r1/pipeline/__init__.py is the reference for new pipeline files."""
+    import nemo_r1.pipeline as package
+
+    doc = package.__doc__
+    block = doc[doc.index("::\n") + 3:doc.index("\nOutputs a later stage")]
+    path = tmp_path / "doc.yaml"
+    path.write_text(textwrap.dedent(block))
+    pipe = load_pipeline(path, check_options=False)
+    assert [(s.name, s.kind) for s in pipe.stages] == [("traces", "generate"), ("kept", "filter"), ("sft", "sft"),
+                                                       ("eval", "eval")]
+    assert pipe.stage("sft").config == "configs/sft/my_sft.yaml" and pipe.stage("sft").export_hf is True
+    # every option in it is one its command takes (with a config file that exists for the sft stage)
+    real = ROOT / "configs" / "sft" / "gsm8k_distill_cpu.yaml"
+    assert load_pipeline(path, [f"stages.sft.config={real}"]).stage("sft").config == str(real)
+
+
+def test_the_shipped_pipeline_configs_load():
+    for path in sorted((ROOT / "configs" / "pipeline").glob("*.yaml")):
+        pipe = load_pipeline(path)
+        assert pipe.stages, path

@@ -14,12 +14,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "pipeline" / "tiny.yaml"
+STEPS = 5
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # same threads in both runs: same sums
 
 
 def pipeline_cmd(model: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "nemo_r1.cli", "pipeline", "--config", str(CONFIG), f"output_dir={out}",
-            f"vars.model={model}", "vars.max_new_tokens=16", "stages.sft.checkpoint.every=1"]
+            f"vars.model={model}", "vars.max_new_tokens=16", "stages.sft.checkpoint.every=1",
+            f"stages.sft.train.max_steps={STEPS}"]
 
 
 def sft_checkpoint(out: Path) -> Path | None:
@@ -54,7 +56,7 @@ def test_killed_pipeline_resumes_to_the_same_numbers(stopping_llama, tmp_path):
     assert [r["status"] for r in rows_a.values()] == ["ran"] * 4
     assert rows_a["generate"]["numbers"]["samples"] == 32
     assert 0 < rows_a["filter"]["numbers"]["kept"] < rows_a["filter"]["numbers"]["total"] == 32
-    assert rows_a["sft"]["numbers"]["step"] == 8
+    assert rows_a["sft"]["numbers"]["step"] == STEPS
     assert rows_a["eval"]["numbers"]["problems/problems"] == 8  # held-out arithmetic
     assert (a / "03_sft" / "hf" / "model.safetensors").exists()  # the exported student that eval read
 
@@ -67,7 +69,7 @@ def test_killed_pipeline_resumes_to_the_same_numbers(stopping_llama, tmp_path):
     resumed = [line for line in sft_log.splitlines() if line.startswith("[sft] resumed from")]
     assert len(resumed) == 1, sft_log[-3000:]
     step = int(resumed[0].rsplit("(step ", 1)[1].rstrip(")"))
-    assert 0 < step < 8, resumed[0]  # killed mid-run, resumed from its checkpoint
+    assert 0 < step < STEPS, resumed[0]  # killed mid-run, resumed from its checkpoint
     assert [r["status"] for r in rows_b.values()] == ["skipped", "skipped", "resumed", "ran"]
 
     # CPU runs with the same seeds and threads are deterministic: the numbers are equal, not close

@@ -200,7 +200,8 @@ def test_sigterm_stops_after_the_running_stage_and_the_rerun_finishes(setup, cap
     assert "nemo-r1 pipeline: stopped during stage correct; rerun the same command to resume it" in text
     assert statuses(out) == [("clean", "ran"), ("correct", "stopped"), ("short", "pending")]
     assert not (out / "02_correct" / "done.json").exists()
-    rc, stdout, _ = run(setup, capsys)
+    rc, stdout, _ = run(setup, capsys, "--stage", "correct")
     assert rc == 0
     assert "stage correct: interrupted run found, resuming it (attempt 2)" in stdout
-    assert statuses(out) == [("clean", "skipped"), ("correct", "resumed"), ("short", "ran")]
+    assert statuses(out) == [("clean", "skipped"), ("correct", "resumed"), ("short", "pending")]
+    assert (out / "02_correct" / "stage.log").read_text().count("=== ") == 2  # both attempts, one log
