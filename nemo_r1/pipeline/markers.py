@@ -72,6 +72,17 @@ def relativize(value: Any, root: Path) -> Any:
     return value
 
 
+def absolutize(value: Any, root: Path) -> Any:
+    """The inverse of `relativize`: `${output_dir}/...` strings under `root`."""
+    if isinstance(value, str):
+        return str(root) + value[len("${output_dir}"):] if value.startswith("${output_dir}") else value
+    if isinstance(value, dict):
+        return {k: absolutize(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [absolutize(v, root) for v in value]
+    return value
+
+
 def file_digest(path: Path) -> str:
     """A file: sha256 of its bytes. A folder (a model, a dataset dir) or a file over BIG_FILE: sha256
     of each file's relative path, size and mtime, since reading every weight or data shard of a large

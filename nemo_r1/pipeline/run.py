@@ -32,10 +32,12 @@ from nemo_r1.pipeline.markers import (
     LOG,
     STARTED,
     Decision,
+    absolutize,
     decide,
     digest,
     input_files,
     read_json,
+    relativize,
     write_json,
 )
 from nemo_r1.pipeline.stages import (
@@ -113,15 +115,15 @@ class Runner:
                     print(f"stage {stage.name}: would run (after stage {rerun_from})", flush=True)
                     continue
                 plan = plan_stage(pipe, stage, resolve(pipe, stage, outputs))
-                inputs = {"after": prev[1] if prev else None, "after_stage": prev[0] if prev else None,
-                          "files": input_files(plan.reads, pipe.output_dir)}
+                inputs = stage_inputs(plan, prev, pipe.output_dir)
                 decision = decide(plan.dir, plan.config, inputs)
                 if decision.action == "skip":
                     done = read_json(plan.dir / DONE) or {}
                     print(f"stage {stage.name}: done ({plan.dir.name}/{DONE}), skipped", flush=True)
+                    outputs[stage.name] = self._outputs(done)
                     rows.append(self._row(stage, "skipped", reason="done", numbers=done.get("numbers") or {},
-                                          outputs=done.get("outputs") or {}))
-                    outputs[stage.name], prev = done.get("outputs") or {}, (stage.name, done.get("run_id", ""))
+                                          outputs=outputs[stage.name]))
+                    prev = (stage.name, done.get("run_id", ""))
                     continue
                 if target is not None and stage is not target:
                     raise PipelineError(
@@ -200,11 +202,15 @@ class Runner:
             return self._row(stage, "failed", seconds=seconds, reason=decision.reason, exit_code=rc)
         numbers, outputs = numbers_of(plan), outputs_of(self.pipe, stage, plan)
         done = {**started, "run_id": uuid.uuid4().hex, "finished_at": _now(), "seconds": round(seconds, 3),
-                "outputs": outputs, "numbers": numbers}
+                "outputs": relativize(outputs, self.pipe.output_dir), "numbers": numbers}
         write_json(d / DONE, done)
         print(f"stage {stage.name}: done in {seconds:.1f}s{': ' + headline(stage.kind, numbers) if numbers else ''}",
               flush=True)
         return self._row(stage, status, seconds=seconds, reason=decision.reason, numbers=numbers, outputs=outputs)
+
+    def _outputs(self, done: dict[str, Any]) -> dict[str, Any]:
+        """A done marker's outputs with `${output_dir}` written out: a moved run dir still works."""
+        return absolutize(done.get("outputs") or {}, self.pipe.output_dir)
 
     def follow(self, target: Stage) -> int:
         """A rank other than 0 under `--stage`: wait for rank 0 to start the stage, then run the same
@@ -213,14 +219,15 @@ class Runner:
         if KINDS[target.kind].flags:
             print(f"rank {rank}: stage {target.name} ({target.kind}) runs on rank 0 only", flush=True)
             return 0
-        outputs = {s.name: (read_json(pipe.stage_dir(s) / DONE) or {}).get("outputs") or {}
-                   for s in pipe.stages if s.index < target.index}
-        plan = plan_stage(pipe, target, resolve(pipe, target, outputs))
-        want = digest(plan.config)
+        dones = {s.name: read_json(pipe.stage_dir(s) / DONE) or {} for s in pipe.stages if s.index < target.index}
+        plan = plan_stage(pipe, target, resolve(pipe, target, {n: self._outputs(d) for n, d in dones.items()}))
+        before = pipe.stages[target.index - 2].name if target.index > 1 else None
+        inputs = stage_inputs(plan, (before, dones[before].get("run_id", "")) if before else None, pipe.output_dir)
+        want = (digest(plan.config), digest(inputs))
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-        while True:
+        while True:  # rank 0 clears a changed stage first, then writes started.json with these hashes
             started = read_json(plan.dir / STARTED) or {}
-            if started.get("config_hash") == want:
+            if (started.get("config_hash"), started.get("inputs_hash")) == want:
                 break
             if time.monotonic() > deadline:
                 raise PipelineError(f"rank {rank}: rank 0 did not start stage {target.name} within "
@@ -310,6 +317,12 @@ class Runner:
             write_json(self.pipe.output_dir / SUMMARY, summary)
             print(f"summary: {self.pipe.output_dir / SUMMARY}", flush=True)
         return summary
+
+
+def stage_inputs(plan: StagePlan, prev: tuple[str, str] | None, output_dir: Path) -> dict[str, Any]:
+    """What the inputs hash covers: the previous stage's run id and the local files the stage reads."""
+    return {"after": prev[1] if prev else None, "after_stage": prev[0] if prev else None,
+            "files": input_files(plan.reads, output_dir)}
 
 
 def _echo(chunk: bytes) -> None:

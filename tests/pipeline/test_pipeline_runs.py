@@ -205,3 +205,12 @@ def test_sigterm_stops_after_the_running_stage_and_the_rerun_finishes(setup, cap
     assert "stage correct: interrupted run found, resuming it (attempt 2)" in stdout
     assert statuses(out) == [("clean", "skipped"), ("correct", "resumed"), ("short", "pending")]
     assert (out / "02_correct" / "stage.log").read_text().count("=== ") == 2  # both attempts, one log
+    moved = out.parent / "moved"
+    out.rename(moved)  # a run dir moved elsewhere keeps its finished stages, and its outputs follow it
+    rc, stdout, _ = run(setup, capsys, f"output_dir={moved}")
+    assert rc == 0
+    rows = json.loads((moved / "summary.json").read_text())["stages"]
+    assert [r["status"] for r in rows] == ["skipped"] * 3
+    assert rows[2]["outputs"]["data"] == str(moved / "03_short" / "kept.jsonl")
+    assert json.loads((moved / "03_short" / "done.json").read_text())["outputs"]["data"] == \
+        "${output_dir}/03_short/kept.jsonl"
