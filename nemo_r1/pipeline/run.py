@@ -135,6 +135,11 @@ class Runner:
                 if dry_run:
                     rows.append(self._row(stage, "would run", reason=decision.reason))
                     continue
+                if self.stop_signal is not None:  # a signal between stages: start no new one
+                    rows += [self._row(s, "pending") for s in pipe.stages if s.index >= stage.index]
+                    self._summary(rows, time.perf_counter() - t_start)
+                    print(f"nemo-r1 pipeline: stopped before stage {stage.name}", flush=True)
+                    return 130 if self.stop_signal == signal.SIGINT else 0
                 row = self._run_stage(plan, decision, inputs)
                 rows.append(row)
                 if row.status not in ("ran", "resumed"):

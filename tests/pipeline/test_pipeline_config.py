@@ -218,3 +218,17 @@ def test_the_shipped_pipeline_configs_load():
     for path in sorted((ROOT / "configs" / "pipeline").glob("*.yaml")):
         pipe = load_pipeline(path)
         assert pipe.stages, path
+
+
+def test_eval_scores_resolve_once_the_eval_ran(tmp_path):
+    text = CHAIN + """\
+  - name: note
+    kind: generate
+    model: ${stages.sft.checkpoint}
+    data: data/x.jsonl
+    system_prompt: "the teacher scored ${stages.ev.scores.gsm8k}"
+"""
+    pipe = load_pipeline(write(tmp_path, text))  # no score to check yet: the stage is checked when it runs
+    outs = {s.name: outputs_of(pipe, s, None) for s in pipe.stages[:4]}
+    outs["ev"]["scores"] = {"gsm8k": 0.25}
+    assert resolve(pipe, pipe.stage("note"), outs)["options"]["system_prompt"] == "the teacher scored 0.25"
