@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from nemo_r1.pipeline.config import Pipeline, PipelineError, Stage, load_pipeline, resolve
 from nemo_r1.pipeline.kinds import KINDS
@@ -52,6 +54,7 @@ from nemo_r1.pipeline.stages import (
 )
 
 SUMMARY = "summary.json"
+LOCK = ".pipeline.lock"
 RANK_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
             "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID")
 """What a launcher sets per rank; removed for the commands that run on rank 0 alone."""
@@ -98,6 +101,7 @@ class Runner:
         if world > 1 and rank != 0:
             return self.follow(target)  # type: ignore[arg-type]
         t_start = time.perf_counter()
+        lock = None if dry_run else hold_lock(pipe.output_dir)
         what = f"stage {target.name} only" if target else f"{len(pipe.stages)} stages"
         print(f"nemo-r1 pipeline: {pipe.source}, {what} -> {pipe.output_dir}", flush=True)
         rows: list[Row] = []
@@ -156,10 +160,12 @@ class Runner:
                     return 1
                 done = read_json(plan.dir / DONE) or {}
                 outputs[stage.name], prev = row.outputs, (stage.name, done.get("run_id", ""))
+            self._summary(rows, time.perf_counter() - t_start, dry_run=dry_run)
+            return 0
         finally:
             self._restore_signals(previous)
-        self._summary(rows, time.perf_counter() - t_start, dry_run=dry_run)
-        return 0
+            if lock is not None:
+                lock.close()  # releases the flock
 
     def _announce(self, stage: Stage, decision: Decision, rerun_from: str | None, dry_run: bool) -> None:
         later = len(self.pipe.stages) - stage.index
@@ -322,6 +328,28 @@ class Runner:
             write_json(self.pipe.output_dir / SUMMARY, summary)
             print(f"summary: {self.pipe.output_dir / SUMMARY}", flush=True)
         return summary
+
+
+def hold_lock(output_dir: Path) -> IO[str]:
+    """An exclusive flock on output_dir/.pipeline.lock for this run: a second pipeline in the same
+    dir would clear or resume stages under the first one's feet. The kernel drops the lock when the
+    process dies (even by SIGKILL), so a killed run never leaves a stale lock."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / LOCK
+    f = path.open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise PipelineError(f"{output_dir} is in use by another nemo-r1 pipeline ({holder}); wait for it to "
+                            "finish or stop it, or choose another output_dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}, started {_now()}\n")
+    f.flush()
+    return f
 
 
 def stage_inputs(plan: StagePlan, prev: tuple[str, str] | None, output_dir: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 real `nemo-r1` child process. What reruns after an edit, what a failure and --stage report."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -214,3 +215,18 @@ def test_sigterm_stops_after_the_running_stage_and_the_rerun_finishes(setup, cap
     assert rows[2]["outputs"]["data"] == str(moved / "03_short" / "kept.jsonl")
     assert json.loads((moved / "03_short" / "done.json").read_text())["outputs"]["data"] == \
         "${output_dir}/03_short/kept.jsonl"
+
+
+def test_a_second_pipeline_in_the_same_dir_is_refused(setup, capsys):
+    from nemo_r1.pipeline.run import hold_lock
+
+    held = hold_lock(setup["out"])  # as a running pipeline holds it
+    try:
+        rc, _, stderr = run(setup, capsys)
+        assert rc == 2
+        assert f"{setup['out']} is in use by another nemo-r1 pipeline (pid {os.getpid()} on " in stderr
+        assert not (setup["out"] / "01_clean").exists()
+        rc, stdout, _ = run(setup, capsys, "--dry-run")  # looking is allowed
+        assert rc == 0 and "stage clean: not run yet, would run it" in stdout
+    finally:
+        held.close()
