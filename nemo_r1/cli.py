@@ -52,7 +52,7 @@ HANDLERS: dict[str, Command] = {
     "launch": Command("launchers.cli", "launch_main", "run a subcommand under submitit (local or Slurm)"),
     "plan": Command("launchers.plan", "plan_main", "per-GPU memory estimate and layout advice"),
     "bench": Command("nemo_r1.bench", "main", "benchmarks: train | rollout | rewards | grpo | eval | sft"),
-    "plot": Command("nemo_r1.cli", "plot_main", "draw metrics.jsonl curves to OUTPUT_DIR/plots/*.png", "custom"),
+    "plot": Command("nemo_r1.cli", "plot_main", "draw metrics.jsonl curves (or a pipeline's evals) to OUTPUT_DIR/plots/*.png", "custom"),
 }
 
 
@@ -116,8 +116,11 @@ def resolve(command: str) -> Callable[[argparse.Namespace], Any]:
 
 
 def plot_main(args: argparse.Namespace) -> int:
-    from nemo_r1.plot import plot_metrics
+    from nemo_r1.plot import plot_eval_stages, plot_metrics
 
+    if (Path(args.output_dir) / "summary.json").exists():  # a pipeline's dir: its eval stages
+        print(plot_eval_stages(args.output_dir))
+        return 0
     for path in plot_metrics(args.output_dir, keys=args.keys, smooth=args.smooth):
         print(path)
     return 0

@@ -52,3 +52,35 @@ def plot_metrics(output_dir: str | Path, keys: list[str] | None = None, smooth: 
         plt.close(fig)
         written.append(path)
     return written
+
+
+def plot_eval_stages(output_dir: str | Path) -> Path:
+    """A pipeline's eval stages side by side: pass@1 with +-1 standard error per stage and benchmark,
+    from OUTPUT_DIR/summary.json, to OUTPUT_DIR/plots/evals.png (e.g. base -> SFT -> GRPO)."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(output_dir) / "summary.json"
+    stages = [s for s in json.loads(path.read_text())["stages"] if s["kind"] == "eval" and s["numbers"]]
+    bars = [(s["name"], key[:-len("/pass@1")], v, s["numbers"].get(key[:-len("pass@1")] + "stderr", 0.0))
+            for s in stages for key, v in s["numbers"].items() if key.endswith("/pass@1")]
+    if not bars:
+        raise ValueError(f"{path}: no finished eval stage with pass@1 to plot")
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(bars), 3.2))
+    labels = [name if len({b for _, b, _, _ in bars}) == 1 else f"{name}\n{bench}" for name, bench, _, _ in bars]
+    ax.bar(labels, [v for *_, v, _ in bars], yerr=[e for *_, e in bars], capsize=4, color="#4c72b0")
+    for i, (_, _, v, e) in enumerate(bars):
+        ax.text(i, v + e + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+    ax.set_ylabel("pass@1 (+-1 s.e.)")
+    ax.set_ylim(0, min(1.0, max(v + e for *_, v, e in bars) + 0.1))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = Path(output_dir) / "plots" / "evals.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

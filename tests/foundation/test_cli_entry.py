@@ -84,3 +84,20 @@ def test_raw_commands_take_options_right_after_the_command(capsys):
     with pytest.raises(SystemExit) as e:  # argparse's --help exits 0 after printing
         main(["plan", "--help"])
     assert e.value.code == 0 and "--nodes" in capsys.readouterr().out
+
+
+def test_plot_of_a_pipeline_draws_its_eval_stages(tmp_path, capsys):
+    import json
+
+    from nemo_r1.cli import main
+    from nemo_r1.plot import plot_eval_stages
+
+    rows = [{"name": "eval_base", "kind": "eval", "numbers": {"problems/pass@1": 0.1, "problems/stderr": 0.02}},
+            {"name": "sft", "kind": "sft", "numbers": {"train/loss": 1.0}},
+            {"name": "eval_sft", "kind": "eval", "numbers": {"problems/pass@1": 0.4, "problems/stderr": 0.03}}]
+    (tmp_path / "summary.json").write_text(json.dumps({"stages": rows}))
+    assert main(["plot", str(tmp_path)]) == 0
+    assert (tmp_path / "plots" / "evals.png").stat().st_size > 1000
+    (tmp_path / "summary.json").write_text(json.dumps({"stages": rows[1:2]}))
+    with pytest.raises(ValueError, match="no finished eval stage"):
+        plot_eval_stages(tmp_path)
