@@ -103,6 +103,17 @@ def _repack_tied_lm_head(worker: Any) -> bool:
     return True
 
 
+def _kv_cache_bytes(worker: Any) -> int:
+    """Runs inside the vLLM worker: bytes of its KV-cache tensors (each storage once; layers that
+    share a cache share its storage)."""
+    seen: dict[int, int] = {}
+    for t in getattr(worker.model_runner, "kv_caches", []) or []:
+        if isinstance(t, torch.Tensor):
+            st = t.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+    return sum(seen.values())
+
+
 class VLLMEngine:
     """`Generator` backed by vLLM; build it on the ranks `colocated.py` picks (or standalone)."""
 
@@ -145,6 +156,7 @@ class VLLMEngine:
         self.tied_embeddings = bool(getattr(hf_cfg, "tie_word_embeddings", False))
         self.dtype = self.llm.llm_engine.model_config.dtype
         self.sleeping = False
+        self._kv_bytes: int | None = None
 
     # ---- generation -------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str] | Sequence[Sequence[int]],
@@ -301,6 +313,12 @@ class VLLMEngine:
         else:
             self.llm.llm_engine.engine_core.shutdown()
         self.llm = None
+
+    def kv_cache_bytes(self) -> int:
+        """Bytes of this engine's KV cache (its size is fixed at start-up: read once, then cached)."""
+        if self._kv_bytes is None:
+            self._kv_bytes = int(sum(self.llm.collective_rpc(_kv_cache_bytes)))
+        return self._kv_bytes
 
     # ---- memory (GPU) -----------------------------------------------------------------------
     def sleep(self) -> None:

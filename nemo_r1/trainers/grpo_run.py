@@ -14,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from nemo_r1.config import Config, ConfigError, is_given, save_config, to_dict
+from nemo_r1.memory import memory_metrics
 from nemo_r1.schedules import apply_schedules
 from nemo_r1.signals import StopFlag
 from nemo_r1.trainers.grpo_step import (
@@ -232,6 +233,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
                         "timing/reward_s": reward_s,
                         "timing/train_s": train_s, "timing/refit_s": refit_s,
                         "rollout/refit_mb": refit.bytes / 2**20 if getattr(refit, "bytes", None) else 0.0})
+            row.update(memory_metrics(rollout))
             if is_rank0:
                 log.log(step + 1, row)
                 rows_logged.append({"step": step + 1, **row})
