@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,15 @@ def test_one_stage_at_a_time_and_dry_run(setup, capsys):
     assert rc == 0
     assert statuses(out) == [("clean", "skipped"), ("correct", "skipped"), ("short", "ran")]
     assert json.loads((out / "summary.json").read_text())["complete"] is True
+    moved = out.parent / "moved"
+    out.rename(moved)  # a run dir moved elsewhere keeps its finished stages, and its outputs follow it
+    rc, stdout, _ = run(setup, capsys, f"output_dir={moved}")
+    assert rc == 0
+    rows = json.loads((moved / "summary.json").read_text())["stages"]
+    assert [r["status"] for r in rows] == ["skipped"] * 3
+    assert rows[2]["outputs"]["data"] == str(moved / "03_short" / "kept.jsonl")
+    assert json.loads((moved / "03_short" / "done.json").read_text())["outputs"]["data"] == \
+        "${output_dir}/03_short/kept.jsonl"
 
 
 def test_multi_rank_launches_run_one_stage_and_rank_0_owns_it(setup, capsys, monkeypatch):
@@ -189,14 +199,16 @@ def test_sigterm_stops_after_the_running_stage_and_the_rerun_finishes(setup, cap
     exit), the pipeline returns 0 for the requeue, and the next run picks up from there."""
     out = setup["out"]
     cmd = [sys.executable, "-m", "nemo_r1.cli", "pipeline", "--config", str(setup["config"])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("stage correct: "):  # stage 2's command is starting
-            proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 0, "".join(lines)
-    text = "".join(lines)
+    log = setup["out"].parent / "sigterm.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not (out / "02_correct" / "started.json").exists():  # stage 2 is starting its command
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0, log.read_text()
+    text = log.read_text()
     assert "nemo-r1 pipeline: SIGTERM: stopping after the running stage saves its state" in text
     assert "nemo-r1 pipeline: stopped during stage correct; rerun the same command to resume it" in text
     assert statuses(out) == [("clean", "ran"), ("correct", "stopped"), ("short", "pending")]
@@ -206,16 +218,6 @@ def test_sigterm_stops_after_the_running_stage_and_the_rerun_finishes(setup, cap
     assert "stage correct: interrupted run found, resuming it (attempt 2)" in stdout
     assert statuses(out) == [("clean", "skipped"), ("correct", "resumed"), ("short", "pending")]
     assert (out / "02_correct" / "stage.log").read_text().count("=== ") == 2  # both attempts, one log
-    moved = out.parent / "moved"
-    out.rename(moved)  # a run dir moved elsewhere keeps its finished stages, and its outputs follow it
-    rc, stdout, _ = run(setup, capsys, f"output_dir={moved}")
-    assert rc == 0
-    rows = json.loads((moved / "summary.json").read_text())["stages"]
-    assert [r["status"] for r in rows] == ["skipped"] * 3
-    assert rows[2]["outputs"]["data"] == str(moved / "03_short" / "kept.jsonl")
-    assert json.loads((moved / "03_short" / "done.json").read_text())["outputs"]["data"] == \
-        "${output_dir}/03_short/kept.jsonl"
-
 
 def test_a_second_pipeline_in_the_same_dir_is_refused(setup, capsys):
     from nemo_r1.pipeline.run import hold_lock
