@@ -1,11 +1,9 @@
-"""Pipeline tests: each stage is a real `nemo-r1` child process on the CPU path."""
+"""Pipeline tests: each stage is a real `nemo-r1` child process; the model ones run on the CPU path
+(their subprocesses get CUDA_VISIBLE_DEVICES="", as the trainers' tests give theirs)."""
 
-import os
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # the CPU path on any machine, as the stages' tests do
 
 
 @pytest.fixture(scope="session")
