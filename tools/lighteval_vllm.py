@@ -108,10 +108,11 @@ def _needs_ray(*args: Any, **kwargs: Any) -> Any:
 def missing_modules_stubbed() -> Iterator[list[str]]:
     """Stand-ins, while lighteval's vllm_model is imported, for modules it imports that are absent
     here: ray and more_itertools (used only for data_parallel_size > 1; its cleanup also calls
-    `ray.shutdown()`, a no-op here), and vllm.transformers_utils.tokenizer, whose get_tokenizer
-    vllm 0.32 moved to vllm.tokenizers. The stand-ins leave sys.modules afterwards (vllm_model
-    keeps the names it bound): setuptools imports its own vendored more_itertools later, and a
-    stub left behind would shadow it. Yields the names it stubbed."""
+    `ray.shutdown()`, a no-op here; more_itertools is found once vLLM has put setuptools' vendored
+    copy on sys.path, and is then left alone), and vllm.transformers_utils.tokenizer, whose
+    get_tokenizer vllm 0.32 moved to vllm.tokenizers. The stand-ins leave sys.modules afterwards
+    (vllm_model keeps the names it bound), so none can shadow a real module imported later.
+    Yields the names it stubbed."""
     from vllm import LLM  # noqa: F401 - vLLM's lazy import pulls in setuptools (and more_itertools) first
 
     added: list[str] = []
