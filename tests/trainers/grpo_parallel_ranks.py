@@ -243,3 +243,26 @@ def save_before_training(hf_dir: str, out: str) -> dict:
         stats = policy.train_step(mbs, loss_fn)
         result[name] = [stats["loss"], stats["grad_norm"], float((policy.logprobs(batch, 4) * batch.mask).sum())]
     return result
+
+
+def golden_steps(hf_dir: str, tp: int, pp: int, steps: int = 3) -> dict:
+    """`steps` GRPO optimizer steps on the fixed rollouts at TP x PP: per step loss and grad norm
+    (test_golden.py pins them; rank 0 reports)."""
+    import torch.distributed as dist
+
+    from nemo_r1.config import load_config
+    from nemo_r1.trainers.grpo_step import train_on_batch
+    from nemo_r1.trainers.megatron_policy import build_policy
+
+    cfg = load_config(None, [f"parallel.tensor={tp}", f"parallel.pipeline={pp}", "optim.lr=1e-3",
+                             f"train.max_steps={steps}", "grpo.loss_type=dapo", "grpo.tis_cap=2.0",
+                             "rollout.temperature=1.0", "grpo.num_generations=4", "train.micro_batch_size=2",
+                             "grpo.skip_zero_advantage=false"])
+    policy = build_policy(cfg, hf_dir)
+    batch = fixed_rollouts(300)
+    out = {"loss": [], "grad_norm": []}
+    for _ in range(steps):
+        stats = train_on_batch(cfg, policy, batch, float(batch.mask.sum()), float(len(batch.lengths)))
+        out["loss"].append(stats["loss"])
+        out["grad_norm"].append(stats["grad_norm"])
+    return out if dist.get_rank() == 0 else {}
