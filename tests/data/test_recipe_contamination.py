@@ -18,8 +18,9 @@ from nemo_r1.data.decontam import NgramIndex, decontaminate_rows, resolve_benchm
 from nemo_r1.data.loading import HF_PREFIX, load_rows, resolve_local
 
 RECIPES = sorted(p for p in (PROJECT_ROOT / "configs").rglob("*.yaml")
-                 if "launch" not in (yaml.safe_load(p.read_text()) or {}))
-"""Every run config; launcher recipes (a `launch:` section) name a run config, which is walked itself."""
+                 if not {"launch", "stages"} & set(yaml.safe_load(p.read_text()) or {}))
+"""Every run config; launcher recipes (a `launch:` section) name a run config, which is walked itself;
+pipelines (`stages:`) train on their own stages' outputs and name their sft/grpo configs, walked here."""
 
 
 @pytest.fixture(scope="module")
