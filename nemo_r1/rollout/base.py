@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only: the config (and so every CLI process, and the reward pool's
+    from torch import Tensor  # spawned workers, which re-import it) must not pay for importing torch
 
 FINISH_REASONS = ("stop", "length")
 
