@@ -52,11 +52,11 @@ def tree_rss(pid: int | None = None) -> dict[int, int]:
 
     Unexec'd forks of the root are skipped (see `_is_unexeced_fork`); processes that exit while
     being read are skipped too."""
-    root = psutil.Process(pid)
     try:
+        root = psutil.Process(pid)
         cmd = root.cmdline()
-    except psutil.Error:
-        cmd = None
+    except psutil.Error:  # gone (a command that exited): an empty tree
+        return {}
     out: dict[int, int] = {}
     for p in _tree(root):
         if p.pid != root.pid and _is_unexeced_fork(p, cmd):
@@ -92,15 +92,17 @@ def tree_pss(pid: int | None = None) -> dict[int, int]:
     return out
 
 
-def peak_rss_self() -> int:
-    """The kernel's high-water mark of this process's RSS (exact: no sampling can miss it)."""
+def peak_rss_self(pid: int | None = None) -> int:
+    """The kernel's high-water mark of this process's (or `pid`'s) RSS: exact, no sampling can miss it."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid or 'self'}/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    if pid is not None:
+        return 0
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
@@ -143,6 +145,7 @@ class TreeSampler:
     interval: float = 0.5
     timeline: bool = False
     pid: int | None = None
+    """The root of the tree; None = this process."""
     peak: int = 0
     label: str = ""
     samples: list[tuple[float, str, int, int]] = field(default_factory=list)
@@ -162,7 +165,7 @@ class TreeSampler:
         me = self.pid or os.getpid()
         total = sum(by_pid.values())
         children = total - by_pid.get(me, 0)
-        floor = (peak_rss_self() + children) if self.pid in (None, os.getpid()) else total
+        floor = peak_rss_self(self.pid) + children if me in by_pid else 0
         with self._lock:
             self.peak = max(self.peak, total, floor)
             self.phase_peaks[self.label] = max(self.phase_peaks.get(self.label, 0), total)

@@ -21,6 +21,11 @@ per-step timings and rewards) goes to outputs/bench/memory_<time>.json.
 
     nice -n 5 .venv/bin/nemo-r1 bench memory --steps 4
     nice -n 5 .venv/bin/nemo-r1 bench memory --steps 4 --override rollout.kv_cache_gib=1.0   # one knob back
+
+After `--`, it runs a command instead and samples that command's process tree from outside (the
+same sampler, nothing of ours inside the command), e.g. the whole `make demo`, or an older checkout's:
+
+    nice -n 5 .venv/bin/nemo-r1 bench memory --metrics /tmp/demo -- .venv/bin/nemo-r1 demo output_dir=/tmp/demo
 """
 
 from __future__ import annotations
@@ -266,6 +271,41 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def write_json(path: Path, res: dict[str, Any]) -> None:
+    """Atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(res, indent=1))
+    tmp.replace(path)
+
+
+def run_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Run `args.command` and sample its process tree from outside: the peak of a real `make demo`
+    (or of any command, e.g. an older checkout's), with no code of ours inside it."""
+    import subprocess
+
+    from nemo_r1.memory import TreeSampler
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args.command)
+    sampler = TreeSampler(interval=args.interval, timeline=True, pid=proc.pid).start()
+    rc = proc.wait()
+    sampler.stop()
+    wall = time.perf_counter() - t0
+    if rc:
+        sys.exit(f"bench memory: {' '.join(args.command)} exited with {rc}")
+    res: dict[str, Any] = {"command": args.command, "peak_tree_rss_gb": sampler.peak / GB, "wall_s": wall,
+                           "timeline": [(round(t, 2), round(rss / GB, 3), round(ch / GB, 3))
+                                        for t, _, rss, ch in sampler.samples]}
+    if args.metrics:
+        from nemo_r1.metrics import read_metrics
+
+        keys = ("step", "reward/mean", "timing/step_s", "timing/generate_s", "timing/train_s", "timing/refit_s",
+                "memory/rss_gb", "memory/peak_rss_gb", "memory/engine_kv_gb")
+        res["steps"] = [{k: r[k] for k in keys if k in r} for r in read_metrics(args.metrics)]
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4, help="GRPO steps (the demo runs 20)")
@@ -275,17 +315,31 @@ def main() -> None:
                     help="config override on top of configs/grpo/demo.yaml (repeatable)")
     ap.add_argument("--label", default="", help="a name stored in the JSON (e.g. before/after)")
     ap.add_argument("--json", default=None, help="output path (default outputs/bench/memory_<time>.json)")
+    ap.add_argument("--metrics", default=None, help="with a command: its metrics.jsonl (or output_dir) to copy the "
+                    "per-step timings, rewards and memory/ columns from")
+    ap.add_argument("command", nargs=argparse.REMAINDER,
+                    help="after --: run this command instead and sample its process tree from outside, "
+                         "e.g. -- .venv/bin/nemo-r1 demo output_dir=/tmp/demo")
     args = ap.parse_args()
+    if args.command[:1] == ["--"]:
+        args.command = args.command[1:]
     if args.steps < 1 or args.interval <= 0:
         ap.error("--steps must be >= 1 and --interval > 0")
     info = machine()
+    if args.command:
+        res = {"settings": vars(args), **run_command(args)}
+        res["machine"] = {**info, "loadavg_at_end": os.getloadavg()}
+        path = Path(args.json) if args.json else ROOT / "outputs/bench" / f"memory_cmd_{time.strftime('%Y%m%d-%H%M%S')}.json"
+        write_json(path, res)
+        steps = [s["timing/step_s"] for s in res.get("steps", [])]
+        print(f"peak RSS of the process tree of {' '.join(args.command)}: {res['peak_tree_rss_gb']:.2f} GB, "
+              f"wall {res['wall_s']:.0f} s" + (f", mean step {sum(steps) / len(steps):.2f} s" if steps else "")
+              + f"; raw results: {path}")
+        return
     res = run(args)
     res = {"settings": vars(args), "machine": {**info, "loadavg_at_end": os.getloadavg()}, **res}
     path = Path(args.json) if args.json else ROOT / "outputs/bench" / f"memory_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=1))
-    tmp.replace(path)  # atomic: a reader never sees half a file
+    write_json(path, res)
     print(f"peak RSS of the process tree {res['peak_tree_rss_gb']:.2f} GB (in phase {res['peak_phase']}); "
           f"at the end RSS {res['end_tree_rss_gb']:.2f} GB, PSS {res['end_tree_pss_gb']:.2f} GB; "
           f"breakdown sum {res['breakdown_sum_gb']:.2f} GB")
