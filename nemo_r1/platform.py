@@ -332,6 +332,38 @@ def _patch_grad_accum_fusion() -> None:
     layers._grad_accum_fusion_available = True
 
 
+def _patch_plain_optimizer_step0() -> None:
+    from megatron.core.optimizer.optimizer import FP32Optimizer
+
+    # The plain (non-distributed) optimizer saves torch Adam's per-param 'step' as one common step,
+    # but skips it when it is 0 (`if step:`), so a checkpoint saved before the first optimizer step
+    # failed to load with KeyError 'step': restore the 0 it stood for.
+    load_state_dict = FP32Optimizer.load_state_dict
+
+    def load_state_dict_step0(self: Any, state_dict: dict) -> None:
+        state = state_dict.get("state", {})
+        if "common_step" not in state:
+            for st in state.values():
+                if isinstance(st, dict) and "exp_avg" in st:
+                    st.setdefault("step", torch.zeros((), dtype=torch.float32))
+        load_state_dict(self, state_dict)
+
+    FP32Optimizer.load_state_dict = load_state_dict_step0
+
+
+def _patch_checkpoint_results_queue() -> None:
+    # megatron's checkpoint writer passes its write results from the save function to the finalize
+    # function through the queue of a spawned multiprocessing Manager, which then lives as long as
+    # the run (0.27 GB of RSS once it has imported torch to unpickle the results; bench memory).
+    # nemo-r1 saves synchronously, so both functions run in this process: a plain queue does.
+    import queue
+
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    if hasattr(filesystem_async, "_get_write_results_queue"):
+        filesystem_async._get_write_results_queue = queue.Queue
+
+
 _PATCHES: list[tuple[str, Callable[[], None]]] = [
     ("torch.cuda", _patch_torch_cuda),
     ("Tensor.cuda", _patch_tensor_cuda),
@@ -340,6 +372,8 @@ _PATCHES: list[tuple[str, Callable[[], None]]] = [
     ("optimizer dtype checks", _patch_optimizer_dtype_checks),
     ("torch Adam step on resharded load", _patch_torch_adam_step),
     ("grad accumulation fusion", _patch_grad_accum_fusion),
+    ("plain optimizer step 0 on load", _patch_plain_optimizer_step0),
+    ("checkpoint results queue", _patch_checkpoint_results_queue),
 ]
 
 

@@ -154,6 +154,25 @@ def save_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, optimizer: Any
     return final
 
 
+def _is_distributed(optimizer: Any) -> bool:
+    from megatron.core.optimizer.distrib_optimizer import DistributedOptimizer
+
+    return any(isinstance(o, DistributedOptimizer) for o in getattr(optimizer, "chained_optimizers", [optimizer]))
+
+
+def _check_optimizer_kind(ckpt_dir: Path, optimizer: Any) -> None:
+    """The distributed and the plain optimizer save their state in different layouts; loading one
+    into the other fails deep inside megatron (KeyError 'pre_wd_mult'). Name the key instead."""
+    from megatron.core import dist_checkpointing
+
+    common = dist_checkpointing.load_common_state_dict(str(ckpt_dir)).get("optimizer") or {}
+    saved = "param_state_sharding_type" in common  # only the distributed optimizer writes it
+    if saved != _is_distributed(optimizer):
+        raise ValueError(f"{ckpt_dir}: its optimizer state was saved with optim.distributed_optimizer={str(saved).lower()}, "
+                         f"this run has optim.distributed_optimizer={str(not saved).lower()}; resume it with "
+                         f"optim.distributed_optimizer={str(saved).lower()} or start a new output_dir")
+
+
 def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, optimizer: Any = None, scheduler: Any = None,
                     load_rng: bool = True) -> dict[str, Any]:
     """Collective: restore what `save_checkpoint` wrote, resharding to the current layout.
@@ -174,6 +193,8 @@ def load_checkpoint(ckpt_dir: str | Path, model: torch.nn.Module, optimizer: Any
                          f"padded vocab={info.padded_vocab_size}); build it from checkpoint_model_info(ckpt_dir)")
     with_optim = optimizer is not None and meta.get("has_optimizer", False)
     with_sched = scheduler is not None and meta.get("has_scheduler", False)
+    if with_optim:
+        _check_optimizer_kind(ckpt_dir, optimizer)
     # Only the sharded parts are requested; the common ones (scheduler, extra_state, optimizer
     # param groups) come back from common.pt as saved.
     sd = _sharded_state(model, optimizer if with_optim else None, None, None, loading=True)

@@ -221,15 +221,19 @@ def grpo_dp_update(hf_dir: str, loss_type: str) -> dict:
             "before": before, "after": float((policy.logprobs(full, 4) * full.mask).sum())}
 
 
-def save_before_training(hf_dir: str, out: str) -> dict:
+def save_before_training(hf_dir: str, out: str, distributed: bool = True) -> dict:
     """A checkpoint saved before any optimizer step (a GRPO run whose first steps had no informative
-    group) loads, and the next step equals a fresh policy's first step."""
+    group) loads, and the next step equals a fresh policy's first step; with the distributed or the
+    plain optimizer (`optim.distributed_optimizer`)."""
+    import psutil
+
     from nemo_r1.config import load_config
     from nemo_r1.trainers.batching import micro_batches
     from nemo_r1.trainers.grpo_step import make_loss_fn
     from nemo_r1.trainers.megatron_policy import build_policy
 
-    cfg = load_config(None, ["optim.lr=1e-3", "train.max_steps=2", "grpo.loss_type=dapo", "rollout.temperature=1.0"])
+    cfg = load_config(None, ["optim.lr=1e-3", "train.max_steps=2", "grpo.loss_type=dapo", "rollout.temperature=1.0",
+                             f"optim.distributed_optimizer={distributed}"])
     batch = fixed_rollouts(300)
     mbs = [batch.select(ix).trim() for ix in micro_batches(batch.lengths, 4)]
     loss_fn = make_loss_fn(cfg, float(batch.mask.sum()), float(len(batch.lengths)), 8)
@@ -238,6 +242,13 @@ def save_before_training(hf_dir: str, out: str) -> dict:
         policy = build_policy(cfg, hf_dir)
         if name == "resumed":
             policy.save(out, {"step": 0})
+            # megatron's writer processes are gone after a save (and no results Manager stays behind)
+            result["children_after_save"] = [" ".join(c.cmdline())[-60:] for c in psutil.Process().children()]
+            other = load_config(None, ["train.max_steps=2", f"optim.distributed_optimizer={not distributed}"])
+            try:
+                build_policy(other, hf_dir).load(out)
+            except ValueError as e:  # the other optimizer's layout: refused, naming the key
+                result["other_kind_error"] = str(e)
             policy = build_policy(cfg, hf_dir)
             result["loaded_step"] = int(policy.load(out)["step"])
         stats = policy.train_step(mbs, loss_fn)

@@ -142,12 +142,18 @@ def test_dp2_step_equals_the_dp1_shortcut(tmp_path, loss_type):
 
 
 @pytest.mark.multiproc
-def test_checkpoint_saved_before_any_step_resumes_exactly(tmp_path):
-    """The distributed optimizer has no Adam state before its first step; saving then must still work
-    (a GRPO run can save before any group trained) and the resumed step must equal a fresh one."""
+@pytest.mark.parametrize("distributed", [True, False])
+def test_checkpoint_saved_before_any_step_resumes_exactly(tmp_path, distributed):
+    """The distributed optimizer has no Adam state before its first step, and the plain one saves no
+    'step' while it is 0; saving then must still work (a GRPO run can save before any group trained)
+    and the resumed step must equal a fresh one."""
     from grpo_parallel_ranks import save_before_training
 
     hf = str(make_tiny("llama", tmp_path / "llama"))
-    r = run_on_cpu_ranks(save_before_training, 1, hf, str(tmp_path / "ckpt"))[0]
+    r = run_on_cpu_ranks(save_before_training, 1, hf, str(tmp_path / "ckpt"), distributed)[0]
     assert r["loaded_step"] == 0 and r["fresh"][1] > 0
     assert r["resumed"] == r["fresh"]  # bit-exact: zero moments at step 0 are what a first step creates
+    assert r["children_after_save"] == []
+    saved, other = str(distributed).lower(), str(not distributed).lower()
+    assert (f"saved with optim.distributed_optimizer={saved}, this run has optim.distributed_optimizer={other}"
+            in r["other_kind_error"])
