@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from nemo_r1.config import Config, ConfigError, is_given, save_config, to_dict
+from nemo_r1.config import Config, ConfigError, TrainConfig, is_given, save_config, to_dict
 from nemo_r1.memory import memory_metrics
 from nemo_r1.schedules import apply_schedules
 from nemo_r1.signals import StopFlag
@@ -94,9 +94,12 @@ def save(policy, cfg: Config, step: int, is_rank0: bool) -> None:  # noqa: ANN00
 
 def check_grpo_batch(cfg: Config) -> None:
     """GRPO's optimizer step trains prompts_per_step x num_generations sequences; a different
-    train.global_batch_size (an SFT setting) set by the user would be silently ignored."""
+    train.global_batch_size (an SFT setting) set by the user would be silently ignored. The schema
+    default counts as unset: a fully written config (a pipeline stage's, or one saved before GRPO
+    recorded its own value in config.yaml) carries it without anyone choosing it."""
     n = cfg.grpo.prompts_per_step * cfg.grpo.num_generations
-    if is_given(cfg, "train.global_batch_size") and cfg.train.global_batch_size != n:
+    value = cfg.train.global_batch_size
+    if is_given(cfg, "train.global_batch_size") and value not in (n, TrainConfig.global_batch_size):
         raise ConfigError(f"train.global_batch_size={cfg.train.global_batch_size}, but a GRPO step trains "
                           f"grpo.prompts_per_step x grpo.num_generations = {cfg.grpo.prompts_per_step} x "
                           f"{cfg.grpo.num_generations} = {n} sequences; drop train.global_batch_size (GRPO derives "
@@ -145,6 +148,7 @@ def run_grpo(cfg: Config, policy=None, rollout=None) -> list[dict[str, Any]]:  #
         if is_rank0:
             print(f"[grpo] resumed from {resume_from} (step {start})", flush=True)
     out = Path(cfg.output_dir)
+    cfg.train.global_batch_size = cfg.grpo.prompts_per_step * cfg.grpo.num_generations  # config.yaml records it
     if is_rank0:
         save_config(cfg, out)
     log = MetricsLogger(out, tensorboard=cfg.logging.tensorboard, wandb=cfg.logging.wandb,

@@ -153,5 +153,7 @@ def test_grpo_refuses_a_global_batch_size_it_would_ignore(tmp_path):
     check_grpo_batch(cfg)  # default 16, not chosen: fine
     assert is_given(cfg, "grpo.num_generations")  # set in demo.yaml
     check_grpo_batch(load_config(CONFIGS / "grpo/demo.yaml", ["train.global_batch_size=32"]))  # 8 x 4 = 32
-    with pytest.raises(ConfigError, match=r"train.global_batch_size=16, but a GRPO step trains .* 8 x 4 = 32"):
-        check_grpo_batch(load_config(CONFIGS / "grpo/demo.yaml", ["train.global_batch_size=16"]))
+    with pytest.raises(ConfigError, match=r"train.global_batch_size=64, but a GRPO step trains .* 8 x 4 = 32"):
+        check_grpo_batch(load_config(CONFIGS / "grpo/demo.yaml", ["train.global_batch_size=64"]))
+    # a fully written config (a pipeline stage's) carries the schema default without anyone choosing it
+    check_grpo_batch(load_config(CONFIGS / "grpo/demo.yaml", ["train.global_batch_size=16"]))
