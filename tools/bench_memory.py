@@ -292,9 +292,7 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
     rc = proc.wait()
     sampler.stop()
     wall = time.perf_counter() - t0
-    if rc:
-        sys.exit(f"bench memory: {' '.join(args.command)} exited with {rc}")
-    res: dict[str, Any] = {"command": args.command, "peak_tree_rss_gb": sampler.peak / GB, "wall_s": wall,
+    res: dict[str, Any] = {"command": args.command, "returncode": rc, "peak_tree_rss_gb": sampler.peak / GB, "wall_s": wall,
                            "timeline": [(round(t, 2), round(rss / GB, 3), round(ch / GB, 3))
                                         for t, _, rss, ch in sampler.samples]}
     if args.metrics:
@@ -302,7 +300,8 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
 
         keys = ("step", "reward/mean", "timing/step_s", "timing/generate_s", "timing/train_s", "timing/refit_s",
                 "memory/rss_gb", "memory/peak_rss_gb", "memory/engine_kv_gb")
-        res["steps"] = [{k: r[k] for k in keys if k in r} for r in read_metrics(args.metrics)]
+        if Path(args.metrics).exists():
+            res["steps"] = [{k: r[k] for k in keys if k in r} for r in read_metrics(args.metrics)]
     return res
 
 
@@ -335,6 +334,8 @@ def main() -> None:
         print(f"peak RSS of the process tree of {' '.join(args.command)}: {res['peak_tree_rss_gb']:.2f} GB, "
               f"wall {res['wall_s']:.0f} s" + (f", mean step {sum(steps) / len(steps):.2f} s" if steps else "")
               + f"; raw results: {path}")
+        if res["returncode"]:
+            sys.exit(f"bench memory: the command exited with {res['returncode']} (its numbers are in {path})")
         return
     res = run(args)
     res = {"settings": vars(args), "machine": {**info, "loadavg_at_end": os.getloadavg()}, **res}
