@@ -16,7 +16,8 @@ def main(out: str, model_dir: str) -> None:
     cfg = load_config(ROOT / "configs/grpo/demo.yaml", [
         f"output_dir={out}", f"model.path={model_dir}", "train.max_steps=2", "rollout.max_new_tokens=8",
         "grpo.prompts_per_step=2", "grpo.num_generations=2", "train.micro_batch_size=4", "checkpoint.every=0",
-        "checkpoint.save_final=false", "logging.tensorboard=false", "data.max_samples=4", "rollout.kv_cache_gib=0.25"])
+        "checkpoint.save_final=false", "logging.tensorboard=false", "data.max_samples=4", "rollout.kv_cache_gib=0.25",
+        "grpo.eval_problems=0"])  # the order of the steps alone, no held-out scoring around them
     inner = ColocatedRollout(model_dir, cfg.rollout.engine(seed=0, max_model_len=512))
     calls: list[str] = []
 

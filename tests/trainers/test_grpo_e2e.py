@@ -24,7 +24,7 @@ KEYS = ["reward/mean", "reward/accuracy", "train/loss", "train/kl", "train/clip_
 def grpo_cmd(out: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "nemo_r1.cli", "grpo", "--config", str(ROOT / "configs/grpo/demo.yaml"),
            f"output_dir={out}", "data.max_samples=8", "checkpoint.every=1", "checkpoint.keep=2",
-           "logging.tensorboard=false", "logging.plots=false", *overrides]
+           "logging.tensorboard=false", "logging.plots=false", "grpo.eval_problems=0", *overrides]
 
 
 def grpo(out: Path, *overrides: str) -> list[dict]:
