@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform as pyplatform
+import shutil
 import sys
 import tempfile
 import time
@@ -210,7 +211,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names_p = {"train_step": ("train", "other"), "save": ("checkpoint", "other")}
     names_r = {"generate": ("generate", "reward"), "refit": ("refit", "other")}
     t0 = time.perf_counter()
-    rows = run_grpo(cfg, Phases(policy, sampler, marks, names_p), Phases(rollout, sampler, marks, names_r))
+    try:
+        rows = run_grpo(cfg, Phases(policy, sampler, marks, names_p), Phases(rollout, sampler, marks, names_r))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # its checkpoints: 1.6 GB each
     run_s = time.perf_counter() - t0
     mark(sampler, marks, "end")
     tensors = policy_tensors(policy)
