@@ -79,8 +79,16 @@ def test_sigterm_saves_at_the_step_boundary_and_resume_continues(model, tmp_path
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    done = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    done = [r["step"] for r in rows]
     assert 2 <= done[-1] < 50, "stopped at a step boundary, well before max_steps"
+    # every row has the memory group: the engine's KV cache is the 0.125 GiB asked for (whole blocks
+    # of it), the process tree's peak so far never falls and is at least its size now
+    for r in rows:
+        assert 0.12 < r["memory/engine_kv_gb"] <= 0.125, r
+        assert r["memory/peak_rss_gb"] >= r["memory/rss_gb"] > 0.3, r
+    peaks = [r["memory/peak_rss_gb"] for r in rows]
+    assert peaks == sorted(peaks)
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert ckpts == [f"step_{done[-1]}"], "one checkpoint, of the last finished step"
     # resume: the remaining steps only, and the metrics continue from there
